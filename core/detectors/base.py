@@ -1,0 +1,183 @@
+"""The detector interface: prepare → score → result. Families override the smallest piece they need."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from core.checkpoint import load_strict, unwrap_state_dict
+from core.errors import BadImage, WeightsCorrupt
+from core.explain import Explanation, get_submodule_by_path, gradcam, heatmap_to_image, input_gradients_only
+from core.preprocess import Prepared, build_transform, describe
+from core.results import DetectionResult
+from core.specs import DetectorSpec
+
+
+def sigmoid(x: float) -> float:
+    """Numerically safe logistic function on a Python float."""
+    if math.isnan(x):
+        return float("nan")
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+class Detector:
+    """A loaded detector: a torch module, its spec and its transform.
+
+    Subclasses usually override only :meth:`forward` (tensor batch → logits) or, for detectors whose input is
+    more than one tensor, :meth:`prepare` and :meth:`score`.
+
+    Attributes:
+        spec: the YAML spec.
+        model: the torch module (eval mode; shared by all sessions: never mutate it while serving).
+        weights_path / weights_sha256: the checkpoint the scores come from (None until loaded).
+        lock: serialises hook-based work (Grad-CAM) on the shared model.
+    """
+
+    def __init__(self, spec: DetectorSpec, model: torch.nn.Module, *, device: str | torch.device = "cpu") -> None:
+        self.spec = spec
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.transform = build_transform(spec.preprocess) if spec.preprocess.mode != "face" else None
+        self.weights_path: Path | None = None
+        self.weights_sha256: str | None = None
+        self.backbone_path: Path | None = None
+        self.backbone_sha256: str | None = None
+        self.lock = threading.RLock()
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def detector_id(self) -> str:
+        return self.spec.id
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.spec.key} weights={self.weights_path}>"
+
+    # ------------------------------------------------------------------ weights
+    def load_checkpoint(self, checkpoint: Any, path: str | None = None) -> None:
+        """Load the detector's own checkpoint (already safely unpickled) strictly into :attr:`model`."""
+        assert self.spec.weights is not None
+        sd = unwrap_state_dict(checkpoint, self.spec.weights.container, self.spec.id, path)
+        load_strict(self.model, sd, self.spec.id, path)
+        self.model.eval()
+
+    def load_backbone(self, checkpoint: Any, path: str | None = None) -> None:
+        """Load a separate backbone checkpoint (CLIP-D, P2G). Detectors without one refuse."""
+        raise WeightsCorrupt(self.spec.id, "this detector has no separate backbone weights.", path=path)
+
+    # ------------------------------------------------------------------ inference
+    def prepare(self, image: Image.Image) -> Prepared:
+        """Preprocess one RGB image (raises BadImage when the image cannot be fed to this detector)."""
+        if self.transform is None:
+            raise NotImplementedError(f"{type(self).__name__} must override prepare()")
+        try:
+            return self.transform(image)
+        except ValueError as exc:
+            raise BadImage("<image>", f"cannot be analysed by {self.spec.id}: {exc}") from None
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Batch N×C×H×W → logits of shape [N] (positive = fake)."""
+        out = self.model(batch)
+        return out.reshape(out.shape[0], -1)[:, 0]
+
+    def score(self, prepared: Sequence[Prepared]) -> list[tuple[float, Mapping[str, Any]]]:
+        """Score same-shaped prepared images in one forward pass → [(logit, details)]."""
+        batch = torch.stack([p.tensor for p in prepared]).to(self.device)
+        logits = self.forward(batch)
+        return [(float(v), {}) for v in logits.float().cpu()]
+
+    def _result(self, prep: Prepared, logit: float, elapsed: float, details: Mapping[str, Any]) -> DetectionResult:
+        p = sigmoid(logit)
+        return DetectionResult(
+            detector_id=self.spec.id, variant=self.spec.variant, logit=logit, p_fake=p,
+            label="fake" if p > self.spec.threshold else "real", threshold=self.spec.threshold,
+            elapsed_s=elapsed, image_size=prep.image_size, input_size=prep.input_size, crop_box=prep.crop_box,
+            resized=prep.resized, preprocessing=prep.description, weights_sha256=self.weights_sha256,
+            details=dict(details),
+        )
+
+    @torch.inference_mode()
+    def predict(self, image: Image.Image) -> DetectionResult:
+        """Score one RGB image.
+
+        Example:
+            >>> det = create_detector("NPR")
+            >>> det.predict(load_image("x.png")).p_fake
+            0.93
+        """
+        t0 = time.perf_counter()
+        prep = self.prepare(image)
+        (logit, details), = self.score([prep])
+        return self._result(prep, logit, time.perf_counter() - t0, details)
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[Image.Image], batch_size: int = 8) -> list[DetectionResult]:
+        """Score many images; images whose inputs share a shape go through the network together.
+
+        Returns results in input order, equal to :meth:`predict` on each image (to float rounding).
+        """
+        results: list[DetectionResult | None] = [None] * len(images)
+        prepared: list[tuple[int, Prepared, float]] = []
+        for i, img in enumerate(images):
+            t0 = time.perf_counter()
+            prepared.append((i, self.prepare(img), time.perf_counter() - t0))
+        groups: dict[tuple[int, ...], list[tuple[int, Prepared, float]]] = {}
+        for item in prepared:
+            groups.setdefault(tuple(item[1].tensor.shape), []).append(item)
+        for items in groups.values():
+            for s in range(0, len(items), batch_size):
+                chunk = items[s:s + batch_size]
+                t0 = time.perf_counter()
+                scores = self.score([p for _, p, _ in chunk])
+                share = (time.perf_counter() - t0) / len(chunk)
+                for (i, prep, t_prep), (logit, det) in zip(chunk, scores):
+                    results[i] = self._result(prep, logit, t_prep + share, det)
+        return [r for r in results if r is not None]
+
+    # ------------------------------------------------------------------ explanation
+    @property
+    def explainable(self) -> bool:
+        """True when Grad-CAM is available for this detector (a target layer is declared)."""
+        return self.spec.explain_layer is not None
+
+    def explain(self, image: Image.Image) -> Explanation:
+        """Grad-CAM of the fake logit at ``spec.explain_layer``, mapped back onto the original image.
+
+        The heatmap covers the whole image: the analysed region (after any centre crop or resize, see
+        ``Prepared.crop_box``) gets the map, everything outside it is 0. Hooks live only inside this call and the
+        detector's lock is held meanwhile; parameters and their ``requires_grad`` flags are left as they were.
+
+        Raises:
+            NotImplementedError: the spec declares no target layer.
+            BadImage: the image cannot be fed to this detector.
+
+        Example:
+            >>> exp = create_detector("NPR").explain(load_image("x.png"))
+            >>> exp.heatmap.shape == (image.height, image.width)
+            True
+        """
+        if self.spec.explain_layer is None:
+            raise NotImplementedError(f"{self.spec.key} declares no Grad-CAM target layer (explain.target_layer).")
+        # inference_mode(False): a caller inside inference mode would otherwise make the backward pass impossible
+        # (and its tensors could not require grad), so the input is prepared inside too.
+        with torch.inference_mode(False):
+            prep = self.prepare(image)
+            x = prep.tensor.unsqueeze(0).to(self.device).requires_grad_(True)
+            with self.lock, input_gradients_only(self.model):
+                layer = get_submodule_by_path(self.model, self.spec.explain_layer)
+                heat = gradcam(self.model, layer, x, forward=self.forward)
+        return Explanation(heatmap=heatmap_to_image(heat, prep.image_size, prep.crop_box),
+                           target_layer=self.spec.explain_layer, image_size=prep.image_size,
+                           input_size=prep.input_size, crop_box=prep.crop_box)

@@ -1,0 +1,1 @@
+"""Streamlit-only helpers (cached loaders, widgets, figure builders). core/ never imports this."""
