@@ -1,0 +1,184 @@
+"""Ensemble of detector results: the seed's weighted vote (exactly), logit fusions and reasons to doubt.
+
+Pure functions over :class:`~core.results.DetectionResult`; no torch, no streamlit.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from core.results import DetectionResult
+
+Verdict = Literal["FAKE", "REAL", "UNCERTAIN"]
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ensemble.yaml"
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Rule parameters (defaults from configs/ensemble.yaml)."""
+
+    vote_threshold: float = 0.6
+    weights: Mapping[str, float] = field(default_factory=dict)     # detector id → weight
+    uncertain_band: tuple[float, float] = (0.4, 0.6)
+    disagreement: float = 0.6
+
+
+def load_config(path: str | Path | None = None) -> EnsembleConfig:
+    """Read configs/ensemble.yaml; per-detector weights default to each spec's ``ensemble_weight``."""
+    from core.registry import list_specs
+    data = yaml.safe_load(Path(path or CONFIG).read_text()) or {}
+    weights = {s.id: s.ensemble_weight for s in list_specs() if s.ensemble_weight > 0}
+    weights.update({str(k): float(v) for k, v in (data.get("weights") or {}).items()})
+    band = data.get("uncertain_band", [0.4, 0.6])
+    return EnsembleConfig(vote_threshold=float(data.get("vote_threshold", 0.6)), weights=weights,
+                          uncertain_band=(float(band[0]), float(band[1])),
+                          disagreement=float(data.get("disagreement", 0.6)))
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One detector's part in the vote."""
+
+    detector_id: str
+    variant: str
+    p_fake: float
+    logit: float
+    label: str                  # the detector's own verdict at its threshold
+    score: float                # confidence of its own verdict: p_fake if fake else 1 - p_fake
+    weight: float               # configured weight
+    effective_weight: float     # weight renormalised over the detectors that ran
+    voted: bool                 # score > vote_threshold
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """The combined verdict and everything needed to explain it."""
+
+    verdict: Verdict
+    confidence: float           # (votes_real + votes_fake) / sum of weights that voted; NaN with no vote
+    votes_fake: float
+    votes_real: float
+    voted_weight: float
+    vote_threshold: float
+    votes: tuple[Vote, ...]
+    excluded: tuple[str, ...]   # sentences: detectors that did not take part and why
+    p_mean_logit: float         # sigmoid(weighted mean logit)
+    p_soft_or: float            # 1 - prod(1 - p_fake)
+    reasons: tuple[str, ...]    # reasons to doubt the verdict (empty when none apply)
+    explanation: str            # plain-language summary
+
+    def to_dict(self) -> dict:
+        """JSON-ready view."""
+        from core.results import _jsonable
+        return _jsonable({
+            "verdict": self.verdict, "confidence": self.confidence, "votes_fake": self.votes_fake,
+            "votes_real": self.votes_real, "voted_weight": self.voted_weight, "vote_threshold": self.vote_threshold,
+            "votes": [v.__dict__ for v in self.votes], "excluded": list(self.excluded),
+            "p_mean_logit": self.p_mean_logit, "p_soft_or": self.p_soft_or, "reasons": list(self.reasons),
+            "explanation": self.explanation,
+        })
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def ensemble(results: Sequence[DetectionResult], config: EnsembleConfig | None = None, *,
+             missing: Mapping[str, str] | None = None) -> EnsembleResult:
+    """Combine detector results with the seed's weighted vote.
+
+    Args:
+        results: one result per detector (results without a verdict, e.g. 'no face', are excluded).
+        config: rule parameters; default :func:`load_config`.
+        missing: detector id → why it did not run (e.g. "weights not installed"), reported in ``excluded``.
+
+    Returns:
+        The :class:`EnsembleResult`. Ties, including "nobody voted", are UNCERTAIN.
+
+    Example:
+        >>> ensemble([r_clip, r_npr]).verdict
+        'FAKE'
+    """
+    cfg = config or load_config()
+    excluded = [f"{det}: {why} — excluded from the vote." for det, why in (missing or {}).items()]
+    usable: list[DetectionResult] = []
+    for r in results:
+        w = float(cfg.weights.get(r.detector_id, 0.0))
+        if not r.ok or math.isnan(r.p_fake):
+            excluded.append(f"{r.detector_id}: no verdict ({r.label}) — excluded from the vote.")
+        elif w <= 0:
+            excluded.append(f"{r.detector_id}: weight 0 — shown, not voting.")
+        else:
+            usable.append(r)
+    total_w = sum(float(cfg.weights[r.detector_id]) for r in usable)
+    votes: list[Vote] = []
+    v_fake = v_real = voted_w = 0.0
+    for r in usable:
+        w = float(cfg.weights[r.detector_id])
+        score = r.p_fake if r.label == "fake" else 1.0 - r.p_fake
+        voted = score > cfg.vote_threshold
+        if voted:
+            voted_w += w
+            if r.label == "fake":
+                v_fake += w * score
+            else:
+                v_real += w * score
+        votes.append(Vote(r.detector_id, r.variant, r.p_fake, r.logit, r.label, score, w,
+                          w / total_w if total_w else 0.0, voted, r.elapsed_s))
+    if v_fake > v_real:
+        verdict: Verdict = "FAKE"
+    elif v_real > v_fake:
+        verdict = "REAL"
+    else:
+        verdict = "UNCERTAIN"
+    confidence = (v_real + v_fake) / voted_w if voted_w else float("nan")
+
+    if usable:
+        mean_logit = sum(float(cfg.weights[r.detector_id]) * max(-50.0, min(50.0, r.logit)) for r in usable) / total_w
+        p_mean = _sigmoid(mean_logit)
+        p_or = 1.0 - math.prod(1.0 - r.p_fake for r in usable)
+    else:
+        p_mean = p_or = float("nan")
+
+    reasons: list[str] = []
+    if not usable:
+        reasons.append("no detector with weights produced a verdict")
+    elif voted_w == 0:
+        reasons.append(f"no detector was confident enough to vote (all below {cfg.vote_threshold:.2f})")
+    elif verdict == "UNCERTAIN":
+        reasons.append("the fake and real votes are tied")
+    if len(usable) == 1:
+        reasons.append(f"only one detector ({usable[0].detector_id}) took part")
+    if len(usable) >= 2:
+        ps = [r.p_fake for r in usable]
+        if max(ps) - min(ps) > cfg.disagreement:
+            hi = max(usable, key=lambda r: r.p_fake)
+            lo = min(usable, key=lambda r: r.p_fake)
+            reasons.append(f"detectors disagree strongly ({hi.detector_id} p_fake {hi.p_fake:.2f} vs "
+                           f"{lo.detector_id} {lo.p_fake:.2f})")
+    lo_b, hi_b = cfg.uncertain_band
+    if not math.isnan(p_mean) and lo_b <= p_mean <= hi_b:
+        reasons.append(f"the mean-logit fusion is inside the uncertain band ({p_mean:.2f} in [{lo_b}, {hi_b}])")
+    if usable and verdict != "UNCERTAIN" and not math.isnan(p_mean) and (p_mean > 0.5) != (verdict == "FAKE"):
+        reasons.append("the weighted vote and the mean-logit fusion point in opposite directions")
+
+    n_missing = len(missing or {})
+    if verdict == "UNCERTAIN":
+        text = "No clear verdict: " + (reasons[0] if reasons else "tie") + "."
+    else:
+        side = v_fake if verdict == "FAKE" else v_real
+        other = v_real if verdict == "FAKE" else v_fake
+        text = (f"{verdict}: weighted votes {side:.3f} vs {other:.3f} from {sum(v.voted for v in votes)} of "
+                f"{len(votes)} detectors (votes count only above {cfg.vote_threshold:.2f} confidence); weighted "
+                f"confidence {confidence:.2f}.")
+    if n_missing:
+        text += (f" {n_missing} detector(s) without weights were left out and the weights renormalised over the "
+                 f"{len(usable)} that ran.")
+    return EnsembleResult(verdict, confidence, v_fake, v_real, voted_w, cfg.vote_threshold, tuple(votes),
+                          tuple(excluded), p_mean, p_or, tuple(reasons), text)
