@@ -51,10 +51,14 @@ def _part(spec: DetectorSpec, part: str) -> WeightsSpec:
 
 
 def installed_path(spec: DetectorSpec, part: str = "weights", weights_dir_: str | Path | None = None) -> Path:
-    """Where the weights folder keeps this checkpoint: ``<dir>/<ID>/<variant>/<file>`` (backbone under ``backbone/``)."""
+    """Where the weights folder keeps this checkpoint: ``<dir>/<ID>/<variant>/<file>``.
+
+    A backbone is shared by every variant of a detector (``<dir>/<ID>/backbone/<file>``): the CLIP-D and P2G
+    variants differ only in their heads/prompts, and the backbones are up to 1.7 GB.
+    """
     ws = _part(spec, part)
-    base = weights_dir(weights_dir_) / spec.id / spec.variant
-    return (base / "backbone" / ws.file) if part == "backbone" else base / ws.file
+    base = weights_dir(weights_dir_) / spec.id
+    return (base / "backbone" / ws.file) if part == "backbone" else base / spec.variant / ws.file
 
 
 # --------------------------------------------------------------------------------------------- hashing
