@@ -60,6 +60,7 @@ class WeightsSpec:
     sources: tuple[WeightSource, ...] = ()
     licence: str | None = None
     note: str | None = None                  # e.g. "CDDB-trained, not TrueFake"
+    shared_with: str | None = None           # another variant of the same id whose installed file this one uses
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ def _parse_source(path: Path | str, where: str, data: Any) -> WeightSource:
 def _parse_weights(path: Path | str, where: str, data: Any) -> WeightsSpec:
     if not isinstance(data, dict):
         raise _fail(path, where, "must be a mapping")
-    _check_keys(path, where, data, {"file", "container", "sha256", "size", "git_blob_sha1", "sources", "licence", "note"})
+    _check_keys(path, where, data, {"file", "container", "sha256", "size", "git_blob_sha1", "sources", "licence", "note",
+                                           "shared_with"})
     if not isinstance(data.get("file"), str) or not data["file"] or "/" in data["file"] or "\\" in data["file"]:
         raise _fail(path, f"{where}.file", "required: a plain file name")
     container = data.get("container", "raw")
@@ -170,7 +172,7 @@ def _parse_weights(path: Path | str, where: str, data: Any) -> WeightsSpec:
         file=data["file"], container=container, sha256=sha, size=size,
         git_blob_sha1=data.get("git_blob_sha1"),
         sources=tuple(_parse_source(path, f"{where}.sources[{i}]", s) for i, s in enumerate(sources)),
-        licence=data.get("licence"), note=data.get("note"),
+        licence=data.get("licence"), note=data.get("note"), shared_with=data.get("shared_with"),
     )
 
 

@@ -58,7 +58,8 @@ def installed_path(spec: DetectorSpec, part: str = "weights", weights_dir_: str 
     """
     ws = _part(spec, part)
     base = weights_dir(weights_dir_) / spec.id
-    return (base / "backbone" / ws.file) if part == "backbone" else base / spec.variant / ws.file
+    # variants that only preprocess differently (NPR:original_resize256) use the file of the variant they name
+    return (base / "backbone" / ws.file) if part == "backbone" else base / (ws.shared_with or spec.variant) / ws.file
 
 
 # --------------------------------------------------------------------------------------------- hashing

@@ -247,3 +247,11 @@ def test_read_only_weights_folder_gives_clear_message(tiny_config, tmp_path, mon
 def test_explicit_missing_path(tiny_config):
     with pytest.raises(WeightsUnavailable, match="not found"):
         create_detector("TINY", weights="/nonexistent/x.pt")
+
+
+def test_variants_share_files_where_declared(weights_home):
+    base = get_spec("NPR")
+    resized = get_spec("NPR:original_resize256")
+    assert W.installed_path(resized) == W.installed_path(base) == weights_home / "NPR" / "original" / "NPR.pth"
+    clip, clip_tf = get_spec("CLIP-D"), get_spec("CLIP-D:truefake")
+    assert W.installed_path(clip, "backbone") == W.installed_path(clip_tf, "backbone")
