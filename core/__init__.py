@@ -7,12 +7,13 @@ Example:
 """
 from core.errors import (BadImage, ConfigError, DeepfakeLensError, DownloadError, UnknownDetector, WeightsCorrupt,
                          WeightsError, WeightsRefused, WeightsUnavailable)
+from core.explain import Explanation
 from core.io import load_image
 from core.registry import add_config_dir, create_detector, get_spec, list_detectors, list_specs, register_arch
 from core.results import DetectionResult, FaceResult
 
 __all__ = [
     "BadImage", "ConfigError", "DeepfakeLensError", "DownloadError", "UnknownDetector", "WeightsCorrupt",
-    "WeightsError", "WeightsRefused", "WeightsUnavailable", "load_image", "add_config_dir", "create_detector",
+    "WeightsError", "WeightsRefused", "WeightsUnavailable", "Explanation", "load_image", "add_config_dir", "create_detector",
     "get_spec", "list_detectors", "list_specs", "register_arch", "DetectionResult", "FaceResult",
 ]

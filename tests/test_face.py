@@ -8,13 +8,15 @@ import threading
 
 import numpy as np
 import pytest
+
+
 import torch
 from PIL import Image
 
 from core.detectors import face as face_mod
 from core.detectors.face import FaceCfg, FaceDetector, find_faces, paste_heatmaps
 from core.errors import BadImage, ConfigError
-from core.explain import get_submodule_by_path
+from core.explain import Explanation, get_submodule_by_path
 from core.registry import create_detector, get_spec
 from tests.golden_utils import GOLDEN, fill_state_dict, golden, golden_image, requires_golden
 
@@ -44,8 +46,8 @@ def group_image() -> Image.Image:
 
 @pytest.fixture(scope="module")
 def group_explained(detector, group_image):
-    """The group photo scored with Grad-CAM, computed once (MTCNN + two forwards + two explanations)."""
-    return detector.explain(group_image)
+    """The group photo scored with per-face Grad-CAM, computed once (MTCNN + two forwards + two explanations)."""
+    return detector.predict(group_image, with_cam=True)
 
 
 def _gradient(w: int = 320, h: int = 240) -> Image.Image:
@@ -113,7 +115,7 @@ def test_no_face_gradient(detector):
 def test_no_face_tiny_or_odd_images(detector, size, mode):
     img = Image.new(mode, size)
     assert detector.predict(img).label == "no_face"
-    assert detector.explain(img).label == "no_face"
+    assert detector.predict(img, with_cam=True).label == "no_face"
 
 
 def test_predict_batch_matches_predict(detector):
@@ -199,7 +201,7 @@ def test_gradcam_per_face_and_pasted(detector, group_image, group_explained):
 def test_gradcam_thread_safe(detector):
     full = golden_image("faces/face_1.jpg")
     img = full.resize((full.width // 2, full.height // 2), Image.BILINEAR)   # smaller: quicker MTCNN, same face
-    explained = detector.explain(img)
+    explained = detector.predict(img, with_cam=True)
     assert explained.logit == detector.predict(img).logit          # explaining does not change the score
     reference = explained.faces[0].heatmap
     results: list[np.ndarray | None] = [None] * 8
@@ -207,7 +209,7 @@ def test_gradcam_thread_safe(detector):
 
     def work(i: int) -> None:
         try:
-            results[i] = detector.explain(img).faces[0].heatmap
+            results[i] = detector.predict(img, with_cam=True).faces[0].heatmap
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
 
@@ -250,3 +252,10 @@ def test_loads_checkpoint_in_reference_container(detector, tmp_path):
     prep = det.prepare(img)
     assert tuple(prep.tensor.shape) == (3, 256, 256) and prep.crop_box == r.crop_box
     assert len(prep.aux["faces"]) == 1
+
+
+def test_explain_gives_one_full_image_map(detector, group_image, group_explained):
+    exp = detector.explain(group_image)
+    assert isinstance(exp, Explanation) and exp.target_layer == "block8.branch1.-1"
+    assert exp.heatmap.shape == (group_image.height, group_image.width)
+    np.testing.assert_allclose(exp.heatmap, paste_heatmaps(group_image.size, group_explained.faces), atol=1e-6)

@@ -25,7 +25,7 @@ from PIL import Image
 
 from core.detectors.base import Detector, sigmoid
 from core.errors import BadImage, ConfigError
-from core.explain import get_submodule_by_path, gradcam
+from core.explain import Explanation, get_submodule_by_path, gradcam
 from core.preprocess import Prepared, describe
 from core.registry import register_arch
 from core.results import DetectionResult, FaceResult
@@ -379,9 +379,16 @@ class FaceDetector(Detector):
                      "face_p_fake": [f.p_fake for f in faces]},
             faces=faces)
 
-    def explain(self, image: Image.Image) -> DetectionResult:
-        """:meth:`predict` with a Grad-CAM heatmap on every face; see :func:`paste_heatmaps` for a full-image map."""
-        return self.predict(image, with_cam=True)
+    def explain(self, image: Image.Image) -> Explanation:
+        """Grad-CAM of every face pasted onto one full-image map (0 outside the faces).
+
+        For per-face maps and scores use ``predict(image, with_cam=True)`` (``FaceResult.heatmap``).
+        """
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        result = self.predict(image, with_cam=True)
+        return Explanation(heatmap=paste_heatmaps(image.size, result.faces), target_layer=self.spec.explain_layer or "",
+                           image_size=image.size, input_size=self._input_wh, crop_box=None)
 
     def predict_batch(self, images: Sequence[Image.Image], batch_size: int = 8) -> list[DetectionResult]:
         """Score many images one after the other (MTCNN works per image). ``batch_size`` is accepted and unused."""
