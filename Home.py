@@ -3,19 +3,73 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.analysis import current_ensemble, ensemble_keys, run_detectors, stored
+from ui.figures import ensemble_bar, p_fake_gauge_text
 from ui.state import init_state
 from ui.status import status_table
+from ui.widgets import image_input, sidebar_settings
 
 st.set_page_config(page_title="Deepfake Lens", page_icon="🔎", layout="wide")
 init_state()
+sidebar_settings()
 
 st.title("🔎 Deepfake Lens")
 st.markdown(
-    "Tells an analyst whether an image is **camera-made or AI-generated** and whether a **face was swapped**. "
-    "It runs five published detectors of AI-generated images (CLIP-D, R50_TF, R50_nodown, P2G, NPR) and a face "
-    "classifier on CPU, each exactly as its paper's code, and combines them in an ensemble."
+    "Deepfake Lens tells you whether an image is more likely **camera-made or AI-generated**, and whether a "
+    "**face was swapped**. It runs five published detectors (CLIP-D, R50_TF, R50_nodown, P2G, NPR) and a face "
+    "classifier on CPU, each exactly as its paper's code, and combines them in a weighted vote. Every number comes "
+    "with what the model saw, so you can judge how far to trust it."
 )
+
 st.subheader("Detectors")
-st.dataframe(status_table(), hide_index=True, width="stretch", key="home.status")
-st.caption("A detector whose weights are not installed is never run: no verdict is ever shown from missing or "
-           "random weights. Install weights with `python -m core weights import FILE --detector ID`.")
+table = status_table()
+st.dataframe(table, hide_index=True, width="stretch", key="home.status")
+n_ready = int((table["status"] == "installed").sum())
+st.caption(f"{n_ready} of {len(table)} detector variants installed. Detectors without weights are never run — "
+           "no verdict is shown from missing or random weights.")
+st.page_link("pages/5_Models.py", label="Install or manage weights → Models", icon="📦")
+
+st.subheader("Analyse an image")
+picked = image_input("home")
+keys, missing = ensemble_keys()
+face_key = next((k for k in keys if k.startswith("FACE:")), None)
+if picked is not None:
+    cur, img = picked
+    left, right = st.columns([2, 3])
+    with left:
+        st.image(img, caption=f"{cur.name} · {img.width}×{img.height}" + (f" · {cur.note}" if cur.note else ""),
+                 width="stretch")
+    with right:
+        if not keys:
+            st.info("No detector weights are installed yet, so no verdict can be given. Install weights on the "
+                    "Models page; the Face Grad-CAM page still finds faces without them.")
+        elif st.button(f"Analyse with the {len(keys)} installed detector(s)", type="primary", key="home.run"):
+            run_detectors(cur, img, keys)
+        if stored(cur.sha256):
+            ens, results = current_ensemble(cur.sha256)
+            colour = {"FAKE": "red", "REAL": "green", "UNCERTAIN": "orange"}[ens.verdict]
+            st.markdown(f"### Ensemble verdict: :{colour}[{ens.verdict}]")
+            c1, c2, c3 = st.columns(3)
+            c1.metric("Weighted confidence", p_fake_gauge_text(ens.confidence))
+            c2.metric("Mean-logit fusion P(fake)", p_fake_gauge_text(ens.p_mean_logit))
+            c3.metric("Soft-OR P(fake)", p_fake_gauge_text(ens.p_soft_or))
+            st.write(ens.explanation)
+            for reason in ens.reasons:
+                st.warning(f"Reason to doubt: {reason}.")
+            if ens.votes:
+                st.plotly_chart(ensemble_bar(ens), key="home.chart")
+            face = stored(cur.sha256).get(face_key) if face_key else None
+            if face is not None:
+                st.write(f"**Faces:** {len(face.faces)} found" + (
+                    f"; most suspicious face P(fake) {face.p_fake:.2f} ({face.label})" if face.ok else "."))
+            st.page_link("pages/2_Ensemble.py", label="Details, weights and fusions → Ensemble", icon="⚖️")
+
+with st.expander("Limits — read before trusting a verdict"):
+    st.markdown(
+        "- Detectors are trained on specific generators; new generators can fool them.\n"
+        "- Images recompressed by social networks (resized, JPEG) lose the traces detectors rely on: on TrueFake, "
+        "NPR's fake recall falls to about 0 after sharing. Prefer the original file.\n"
+        "- Heatmaps (Grad-CAM) show where a model looked, not which pixels were manipulated.\n"
+        "- Large images are centre-cropped to 1024×1024 for the full-resolution detectors; the crop is shown.\n"
+        "- A verdict is evidence, not proof: combine it with provenance and context."
+    )

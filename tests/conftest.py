@@ -62,10 +62,28 @@ def tiny_config(tmp_path, monkeypatch) -> Path:
     return d
 
 
-def make_tiny_checkpoint(path: Path, seed: int = 0, container: str = "model") -> Path:
-    """Save a tiny_cnn state dict with deterministic weights (wrapped in ``{'model': ...}`` by default)."""
+def make_tiny_checkpoint(path: Path, seed: int = 0, container: str = "model", bias: float | None = None) -> Path:
+    """Save a tiny_cnn state dict with deterministic weights (wrapped in ``{'model': ...}`` by default).
+
+    ``bias`` makes a decided test detector: the head ignores the image and outputs that logit.
+    """
     from core.detectors.tiny import TinyCNN
     torch.manual_seed(seed)
     sd = TinyCNN().state_dict()
+    if bias is not None:
+        sd["fc.weight"] = torch.zeros_like(sd["fc.weight"])
+        sd["fc.bias"] = torch.full_like(sd["fc.bias"], bias)
     torch.save({container: sd} if container != "raw" else sd, path)
     return path
+
+
+def install_tiny_detectors(config_dir: Path, weights_dir: Path, specs: dict[str, tuple[float, float]]) -> None:
+    """Declare and install decided tiny detectors: id → (ensemble weight, logit)."""
+    from core import weights as W
+    from core.registry import get_spec
+    for det_id, (weight, logit) in specs.items():
+        (config_dir / f"{det_id.lower()}.yaml").write_text(TINY_YAML.replace("id: TINY", f"id: {det_id}")
+                                                           .format(weight=weight))
+    for det_id, (_, logit) in specs.items():
+        src = make_tiny_checkpoint(config_dir / f"{det_id}.pt", bias=logit)
+        W.import_file(src, get_spec(det_id), weights_dir=weights_dir)

@@ -1,0 +1,90 @@
+"""Single detector: what one model says about one image, what it saw, and where it looked."""
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from core.errors import DeepfakeLensError
+from core.explain import CAVEAT
+from core.registry import get_spec, list_detectors
+from ui.analysis import stored
+from ui.figures import draw_boxes, heat_overlay, p_fake_gauge_text
+from ui.models import apply_threads, availability, get_detector, variants_of
+from ui.state import init_state
+from ui.widgets import image_input, sidebar_settings
+
+st.set_page_config(page_title="Single detector · Deepfake Lens", page_icon="🔬", layout="wide")
+init_state()
+sidebar_settings()
+st.title("🔬 Single detector")
+
+c1, c2 = st.columns(2)
+det_id = c1.selectbox("Detector", list_detectors(), key="single.detector")
+variant = c2.selectbox("Variant", variants_of(det_id), key="single.variant")
+spec = get_spec(det_id, variant)
+av = availability(spec.key)
+with st.expander(f"Model card — {spec.card.title or spec.key}"):
+    st.markdown(f"**Paper:** {spec.card.paper}  \n**Code:** {spec.card.code}  \n**Licence:** {spec.card.licence}  \n"
+                f"**Training data:** {spec.card.training_data}  \n**Threshold:** p_fake > {spec.threshold}")
+    if spec.card.notes:
+        st.caption(spec.card.notes)
+if not av.ready:
+    st.warning(f"**{spec.key}: {av.state}.** {av.message}")
+    st.page_link("pages/5_Models.py", label="Install weights → Models", icon="📦")
+
+picked = image_input("single")
+if picked is None or not av.ready:
+    st.stop()
+cur, img = picked
+results = stored(cur.sha256)
+if st.button(f"Run {spec.key}", type="primary", key="single.run"):
+    det, why = get_detector(spec.key)
+    if det is None:
+        st.error(why)
+    else:
+        apply_threads()
+        try:
+            with st.spinner(f"Running {spec.key}…"):
+                results[spec.key] = det.predict(img)
+        except DeepfakeLensError as exc:
+            st.error(str(exc))
+res = results.get(spec.key)
+left, right = st.columns([3, 2])
+if res is not None and res.crop_box is not None:
+    shown = draw_boxes(img, [res.crop_box], ["analysed region"])
+    caption = f"{cur.name} · {img.width}×{img.height} · box = region the model analysed"
+else:
+    shown, caption = img, f"{cur.name} · {img.width}×{img.height}"
+left.image(shown, caption=caption, width="stretch")
+if res is None:
+    right.info("Press the button to score this image.")
+    st.stop()
+with right:
+    if not res.ok:
+        st.info(res.details.get("message", "No verdict for this image."))
+    else:
+        colour = "red" if res.label == "fake" else "green"
+        st.markdown(f"## :{colour}[{res.label.upper()}]")
+        m1, m2 = st.columns(2)
+        m1.metric("P(fake)", p_fake_gauge_text(res.p_fake))
+        m2.metric("Logit (positive = fake)", f"{res.logit:+.3f}")
+        m3, m4 = st.columns(2)
+        m3.metric("Threshold", f"{res.threshold:.2f}")
+        m4.metric("Time", f"{res.elapsed_s:.2f} s")
+    st.markdown(f"**Model input:** {res.input_size[0]}×{res.input_size[1]}"
+                f"{' (resampled)' if res.resized else ' (no resampling)'}  \n**Preprocessing:** {res.preprocessing}")
+    st.caption(f"Weights sha256: `{res.weights_sha256}`")
+    st.download_button("Download result (JSON)", json.dumps(res.to_dict(), indent=1), f"{spec.key}.json",
+                       "application/json", key="single.download")
+    det, _ = get_detector(spec.key)
+    if det is not None and det.explainable and st.checkbox("Show Grad-CAM (where the model looked)",
+                                                           key="single.cam"):
+        with st.spinner("Grad-CAM…"):
+            exp = det.explain(img)
+        opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, key="single.cam_opacity")
+        st.image(heat_overlay(img, exp.heatmap, opacity), caption=f"Grad-CAM at {exp.target_layer}",
+                 width="stretch")
+        if float(exp.heatmap.max()) == 0.0:
+            st.info("The map is empty: no region pushed this model towards 'fake'.")
+        st.caption(CAVEAT)

@@ -1,0 +1,78 @@
+"""Pure figure/image builders for the pages (unit-testable: no streamlit calls)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image, ImageDraw, ImageFont
+
+from core.ensemble import EnsembleResult
+
+GREEN = "#16a34a"
+RED = "#dc2626"
+GREY = "#9ca3af"
+
+
+def ensemble_bar(result: EnsembleResult) -> go.Figure:
+    """The seed's bar chart: each detector's confidence in its own verdict (green real, red fake), a dashed line at
+    the vote threshold; hover shows p_fake, logit, weight and time."""
+    votes = result.votes
+    names = [f"{v.detector_id}" + ("" if v.variant == "original" else f" ({v.variant})") for v in votes]
+    colours = [(RED if v.label == "fake" else GREEN) if v.voted else GREY for v in votes]
+    custom = [[v.p_fake, v.logit, v.weight, v.effective_weight, v.elapsed_s, "votes" if v.voted else "no vote",
+               v.label] for v in votes]
+    fig = go.Figure(go.Bar(
+        x=names, y=[v.score for v in votes], marker_color=colours, customdata=custom,
+        text=[f"{v.label} {v.score:.2f}" for v in votes], textposition="outside",
+        hovertemplate=("<b>%{x}</b><br>verdict %{customdata[6]} (%{customdata[5]})<br>confidence %{y:.3f}"
+                       "<br>p_fake %{customdata[0]:.4f}<br>logit %{customdata[1]:+.3f}<br>weight %{customdata[2]:.2f}"
+                       " (effective %{customdata[3]:.2f})<br>time %{customdata[4]:.2f} s<extra></extra>"),
+    ))
+    fig.add_hline(y=result.vote_threshold, line_dash="dash", line_color="#374151",
+                  annotation_text=f"vote threshold {result.vote_threshold:.2f}", annotation_position="top left")
+    fig.update_layout(yaxis=dict(range=[0, 1.12], title="confidence in its own verdict"), xaxis_title=None,
+                      height=360, margin=dict(l=10, r=10, t=30, b=10), showlegend=False)
+    return fig
+
+
+def draw_boxes(image: Image.Image, boxes: Sequence[tuple[float, float, float, float]],
+               labels: Sequence[str] = (), colours: Sequence[str] = ()) -> Image.Image:
+    """A copy of ``image`` with rectangles (x1, y1, x2, y2) and labels drawn on it."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    width = max(2, round(max(out.size) / 300))
+    try:
+        font = ImageFont.load_default(size=max(12, round(max(out.size) / 40)))
+    except TypeError:  # very old Pillow
+        font = ImageFont.load_default()
+    for i, box in enumerate(boxes):
+        colour = colours[i] if i < len(colours) else "#facc15"
+        draw.rectangle([float(c) for c in box], outline=colour, width=width)
+        if i < len(labels) and labels[i]:
+            x, y = float(box[0]), max(0.0, float(box[1]) - font.size - 4) if hasattr(font, "size") else float(box[1])
+            tb = draw.textbbox((x, y), labels[i], font=font)
+            draw.rectangle(tb, fill=colour)
+            draw.text((x, y), labels[i], fill="black", font=font)
+    return out
+
+
+def heat_overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.5) -> Image.Image:
+    """Blend a [0,1] heat map (any size; resized to the image) over ``image`` with a blue→red colour map."""
+    base = image.convert("RGB")
+    h = np.asarray(Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize(base.size,
+                                                                                           Image.BILINEAR)) / 255.0
+    # a compact 'jet'-like map without matplotlib: blue (0) → cyan → yellow → red (1)
+    r = np.clip(1.5 - np.abs(4 * h - 3), 0, 1)
+    g = np.clip(1.5 - np.abs(4 * h - 2), 0, 1)
+    b = np.clip(1.5 - np.abs(4 * h - 1), 0, 1)
+    colour = (np.stack([r, g, b], -1) * 255).astype(np.float32)
+    alpha = float(min(max(opacity, 0.0), 1.0))
+    mixed = (1 - alpha) * np.asarray(base, dtype=np.float32) + alpha * colour
+    return Image.fromarray(np.clip(mixed, 0, 255).astype(np.uint8))
+
+
+def p_fake_gauge_text(p: float) -> str:
+    """'87.3 %' or 'n/a'."""
+    return "n/a" if p is None or (isinstance(p, float) and math.isnan(p)) else f"{100 * p:.1f} %"
