@@ -9,11 +9,11 @@ from ui.state import init_state
 from ui.status import status_table
 from ui.widgets import image_input, sidebar_settings
 
-st.set_page_config(page_title="Deepfake Lens", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="Deepfake Lens", page_icon=":material/search:", layout="wide")
 init_state()
 sidebar_settings()
 
-st.title("🔎 Deepfake Lens")
+st.title("Deepfake Lens")
 st.markdown(
     "Deepfake Lens tells you whether an image is more likely **camera-made or AI-generated**, and whether a "
     "**face was swapped**. It runs five published detectors (CLIP-D, R50_TF, R50_nodown, P2G, NPR) and a face "
@@ -25,9 +25,9 @@ st.subheader("Detectors")
 table = status_table()
 st.dataframe(table, hide_index=True, width="stretch", key="home.status")
 n_ready = int((table["status"] == "installed").sum())
-st.caption(f"{n_ready} of {len(table)} detector variants installed. Detectors without weights are never run — "
-           "no verdict is shown from missing or random weights.")
-st.page_link("pages/5_Models.py", label="Install or manage weights → Models", icon="📦")
+st.caption(f"{n_ready} of {len(table)} detectors ready (variant chosen in the sidebar). Detectors without weights "
+           "are never run — no verdict is shown from missing or random weights.")
+st.page_link("pages/5_Models.py", label="Install or manage weights → Models", icon=":material/inventory_2:")
 
 st.subheader("Analyse an image")
 picked = image_input("home")
@@ -60,9 +60,9 @@ if picked is not None:
                 st.plotly_chart(ensemble_bar(ens), key="home.chart")
             face = stored(cur.sha256).get(face_key) if face_key else None
             if face is not None:
-                st.write(f"**Faces:** {len(face.faces)} found" + (
-                    f"; most suspicious face P(fake) {face.p_fake:.2f} ({face.label})" if face.ok else "."))
-            st.page_link("pages/2_Ensemble.py", label="Details, weights and fusions → Ensemble", icon="⚖️")
+                st.write(f"**Faces:** {len(face.faces)} found; most suspicious face P(fake) {face.p_fake:.2f} "
+                         f"({face.label}) — see Face Grad-CAM." if face.ok else "**Faces:** no face found.")
+            st.page_link("pages/2_Ensemble.py", label="Details, weights and fusions → Ensemble", icon=":material/balance:")
 
 with st.expander("Limits — read before trusting a verdict"):
     st.markdown(

@@ -14,10 +14,10 @@ from ui.models import apply_threads, availability, get_detector, variants_of
 from ui.state import init_state
 from ui.widgets import image_input, sidebar_settings
 
-st.set_page_config(page_title="Single detector · Deepfake Lens", page_icon="🔬", layout="wide")
+st.set_page_config(page_title="Single detector · Deepfake Lens", page_icon=":material/biotech:", layout="wide")
 init_state()
 sidebar_settings()
-st.title("🔬 Single detector")
+st.title("Single detector")
 
 c1, c2 = st.columns(2)
 det_id = c1.selectbox("Detector", list_detectors(), key="single.detector")
@@ -31,7 +31,7 @@ with st.expander(f"Model card — {spec.card.title or spec.key}"):
         st.caption(spec.card.notes)
 if not av.ready:
     st.warning(f"**{spec.key}: {av.state}.** {av.message}")
-    st.page_link("pages/5_Models.py", label="Install weights → Models", icon="📦")
+    st.page_link("pages/5_Models.py", label="Install weights → Models", icon=":material/inventory_2:")
 
 picked = image_input("single")
 if picked is None or not av.ready:

@@ -8,9 +8,9 @@ from core.ensemble import load_config
 from ui.analysis import current_ensemble, ensemble_keys, run_detectors, stored
 from ui.figures import ensemble_bar, p_fake_gauge_text
 from ui.state import init_state
-from ui.widgets import image_input, sidebar_settings
+from ui.widgets import image_input, persistent, sidebar_settings
 
-st.set_page_config(page_title="Ensemble · Deepfake Lens", page_icon="⚖️", layout="wide")
+st.set_page_config(page_title="Ensemble · Deepfake Lens", page_icon=":material/balance:", layout="wide")
 init_state()
 sidebar_settings()
 defaults = load_config()
@@ -18,23 +18,26 @@ defaults = load_config()
 
 def _reset() -> None:
     for k in list(st.session_state):
-        if k.startswith("ensemble.w.") or k in ("ensemble.weights", "ensemble.vote_threshold"):
+        if k.startswith("ensemble."):
             del st.session_state[k]
 
 
+st.session_state.setdefault("ensemble.vote_threshold", float(defaults.vote_threshold))
 with st.sidebar:
     st.markdown("### Ensemble rule")
-    st.slider("Vote threshold", 0.5, 0.99, float(defaults.vote_threshold), 0.01, key="ensemble.vote_threshold",
-              help="A detector votes only when its confidence in its own verdict exceeds this.")
+    persistent(st.slider, "Vote threshold", "ensemble.vote_threshold", min_value=0.5, max_value=0.99, step=0.01,
+               help="A detector votes only when its confidence in its own verdict exceeds this.")
     weights = {}
     for det_id, w in defaults.weights.items():
-        weights[det_id] = st.number_input(f"Weight {det_id}", 0.0, 1.0, float(w), 0.05, key=f"ensemble.w.{det_id}")
+        st.session_state.setdefault(f"ensemble.w.{det_id}", float(w))
+        weights[det_id] = persistent(st.number_input, f"Weight {det_id}", f"ensemble.w.{det_id}", min_value=0.0,
+                                     max_value=1.0, step=0.05)
     st.session_state["ensemble.weights"] = weights
     st.caption(f"Sum of weights: **{sum(weights.values()):.2f}** (only ratios matter; missing detectors are "
                "left out and the rest renormalised)")
-    st.button("Reset to configs/ensemble.yaml", on_click=_reset, key="ensemble.reset")
+    st.button("Reset to configs/ensemble.yaml", on_click=_reset, key="reset.ensemble")
 
-st.title("⚖️ Ensemble")
+st.title("Ensemble")
 st.caption("The seed's rule, unchanged: each detector's confidence in its own verdict (p_fake if it says fake, "
            "1 − p_fake if real) votes only above the vote threshold; a vote adds weight × confidence to its side; "
            "the larger side wins and a tie is UNCERTAIN. Mean-logit and soft-OR fusions are shown beside it.")
@@ -60,7 +63,7 @@ with c_res:
     st.markdown(f"## :{colour}[{ens.verdict}]")
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Weighted confidence", p_fake_gauge_text(ens.confidence))
-    m2.metric("Votes fake / real", f"{ens.votes_fake:.3f} / {ens.votes_real:.3f}")
+    m2.metric("Votes fake / real", f"{ens.votes_fake:.2f} / {ens.votes_real:.2f}")
     m3.metric("Mean-logit P(fake)", p_fake_gauge_text(ens.p_mean_logit))
     m4.metric("Soft-OR P(fake)", p_fake_gauge_text(ens.p_soft_or))
     st.write(ens.explanation)

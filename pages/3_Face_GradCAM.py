@@ -11,10 +11,10 @@ from ui.models import availability, variant_choice
 from ui.state import init_state
 from ui.widgets import image_input, sidebar_settings
 
-st.set_page_config(page_title="Face Grad-CAM · Deepfake Lens", page_icon="🙂", layout="wide")
+st.set_page_config(page_title="Face Grad-CAM · Deepfake Lens", page_icon=":material/face:", layout="wide")
 init_state()
 sidebar_settings()
-st.title("🙂 Face Grad-CAM")
+st.title("Face Grad-CAM")
 st.caption("MTCNN finds every face; each face is classified as swapped (fake) or real by an InceptionResnetV1 "
            "trained on FaceForensics++ crops, and Grad-CAM shows which parts of the face drove the score.")
 
@@ -51,12 +51,14 @@ st.image(draw_boxes(img, [f.box for f in (scored.faces if scored else faces)], l
 if scored is None:
     st.stop()
 opacity = st.slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="face.opacity")
-cols = st.columns(min(4, len(scored.faces)))
+cols = st.columns(4)
 for i, f in enumerate(scored.faces):
     with cols[i % len(cols)]:
         crop = img.crop(f.crop_box)
         st.image(heat_overlay(crop, f.heatmap, opacity) if f.heatmap is not None else crop,
                  caption=f"face #{f.index} · MTCNN confidence {f.detection_prob:.3f}", width="stretch")
+        if f.heatmap is not None and float(f.heatmap.max()) == 0.0:
+            st.caption("Empty map: nothing in this face pushed the model towards 'fake'.")
         verdict = "FAKE" if f.p_fake > threshold else "REAL"
         st.metric(f"Face #{f.index} P(fake)", p_fake_gauge_text(f.p_fake), verdict,
                   delta_color="inverse" if verdict == "FAKE" else "normal")

@@ -10,10 +10,10 @@ from ui.model_admin import import_upload, parts_of, status_frame
 from ui.state import init_state
 from ui.widgets import sidebar_settings
 
-st.set_page_config(page_title="Models · Deepfake Lens", page_icon="📦", layout="wide")
+st.set_page_config(page_title="Models · Deepfake Lens", page_icon=":material/inventory_2:", layout="wide")
 init_state()
 sidebar_settings()
-st.title("📦 Models and weights")
+st.title("Models and weights")
 st.caption(f"Weights folder: `{W.weights_dir()}` (set DEEPFAKE_LENS_WEIGHTS to move it). Every file is verified "
            "before it is installed: size and sha256 when known, a safe load that can never run code, and a strict "
            "fit to the architecture.")

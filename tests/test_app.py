@@ -77,11 +77,15 @@ def test_ensemble_weights_change_the_verdict_without_rerunning(decided):
     table = _frame(at, "effective weight")
     assert set(table["detector"]) == {"TA", "TB"}
     results_before = dict(at.session_state["analyse.results"])
-    at.number_input(key="ensemble.w.TA").set_value(0.1).run()
+    at.number_input(key="ensemble.w.TA._w").set_value(0.1).run()
     assert not at.exception
     assert ":green[REAL]" in _texts(at)
     assert at.session_state["analyse.results"] == results_before      # nothing was re-run
-    at.button(key="ensemble.reset").click().run()
+    at.switch_page("Home.py").run()                  # settings and results survive page switches
+    assert "Ensemble verdict: :green[REAL]" in _texts(at)
+    at.switch_page("pages/2_Ensemble.py").run()
+    assert at.number_input(key="ensemble.w.TA._w").value == 0.1 and ":green[REAL]" in _texts(at)
+    at.button(key="reset.ensemble").click().run()
     assert ":red[FAKE]" in _texts(at)
 
 
@@ -113,8 +117,10 @@ def test_example_image_shared_across_pages(decided):
     at.selectbox(key="home.example").set_value("Coffee (camera photo)").run()
     assert not at.exception
     assert at.session_state["analyse.image"].name == "Coffee (camera photo)"
+    at.slider(key="settings.threads._w").set_value(1).run()
     at.switch_page("pages/2_Ensemble.py").run()
     assert not at.exception and at.session_state["analyse.image"].name == "Coffee (camera photo)"
+    assert at.slider(key="settings.threads._w").value == 1 and at.session_state["settings.threads"] == 1
 
 
 def test_face_page_finds_faces_without_classifier_weights():

@@ -31,7 +31,7 @@ def ensemble_bar(result: EnsembleResult) -> go.Figure:
                        " (effective %{customdata[3]:.2f})<br>time %{customdata[4]:.2f} s<extra></extra>"),
     ))
     fig.add_hline(y=result.vote_threshold, line_dash="dash", line_color="#374151",
-                  annotation_text=f"vote threshold {result.vote_threshold:.2f}", annotation_position="top left")
+                  annotation_text=f"vote threshold {result.vote_threshold:.2f}", annotation_position="top right")
     fig.update_layout(yaxis=dict(range=[0, 1.12], title="confidence in its own verdict"), xaxis_title=None,
                       height=360, margin=dict(l=10, r=10, t=30, b=10), showlegend=False)
     return fig

@@ -1,20 +1,20 @@
-"""Model status table for the Home and Models pages."""
+"""Model status table for the Home page: one row per detector (the variant chosen in the sidebar)."""
 from __future__ import annotations
 
 import pandas as pd
 
-from core import weights as W
-from core.registry import list_specs
+from core.registry import list_detectors, list_specs
+from ui.models import availability, variant_choice
 
 
 def status_table() -> pd.DataFrame:
-    """One row per detector variant: id, variant, weights state, training data, licence."""
+    """Detector, variant in use, its status, the other variants' status, licence and training data."""
     rows = []
-    for spec in list_specs():
-        states = [W.status(spec, part).state for part in ("weights", "backbone")
-                  if (spec.weights if part == "weights" else spec.backbone) is not None]
-        state = "installed" if all(s == "installed" for s in states) else (
-            "corrupt" if "corrupt" in states else "weights not installed")
-        rows.append({"detector": spec.id, "variant": spec.variant, "status": state,
-                     "training data": spec.card.training_data, "licence": spec.card.licence})
+    for det_id in list_detectors():
+        key = variant_choice(det_id)
+        av = availability(key)
+        others = [f"{s.variant}: {availability(s.key).state}" for s in list_specs(det_id) if s.key != av.spec.key]
+        rows.append({"detector": det_id, "variant": av.spec.variant, "status": av.state,
+                     "other variants": "; ".join(others) or "—", "licence": av.spec.card.licence,
+                     "training data": av.spec.card.training_data})
     return pd.DataFrame(rows)

@@ -69,20 +69,37 @@ def _decode(data: bytes) -> Image.Image:
     return load_image(data)
 
 
+def persistent(widget, label: str, key: str, **kwargs):
+    """A widget whose value survives page switches.
+
+    Streamlit forgets a widget's keyed state when another page runs, so the value lives under ``key`` (set by
+    ui.state.init_state) and the widget uses ``key + "._w"``, copying its value back on change.
+    """
+    wkey = key + "._w"
+
+    def _sync() -> None:
+        st.session_state[key] = st.session_state[wkey]
+
+    # Re-seed on every run: after a page switch Streamlit may keep a stale entry that the new widget ignores.
+    st.session_state[wkey] = st.session_state[key]
+    return widget(label, key=wkey, on_change=_sync, **kwargs)
+
+
 def sidebar_settings() -> None:
     """Device / threads / variant choices (namespaced session keys, shared by all pages)."""
     from ui.models import variants_of
     with st.sidebar:
         st.markdown("### Settings")
-        st.selectbox("Device", ["cpu"], key="settings.device", help="Models run on CPU.")
-        st.slider("Threads", 1, max(1, os.cpu_count() or 1), key="settings.threads",
-                  help="PyTorch intra-op threads used for inference.")
+        persistent(st.selectbox, "Device", "settings.device", options=["cpu"], help="Models run on CPU.")
+        persistent(st.slider, "Threads", "settings.threads", min_value=1, max_value=max(1, os.cpu_count() or 1),
+                   help="PyTorch intra-op threads used for inference.")
         with st.expander("Detector variants"):
-            chosen = dict(st.session_state.get("settings.variants", {}))
+            chosen = st.session_state["settings.variants"]
             for det_id in list_detectors():
                 opts = variants_of(det_id)
                 if len(opts) > 1:
-                    cur = chosen.get(det_id, opts[0])
-                    chosen[det_id] = st.selectbox(det_id, opts, index=opts.index(cur) if cur in opts else 0,
-                                                  key=f"settings.variant.{det_id}")
-            st.session_state["settings.variants"] = chosen
+                    key = f"settings.variant.{det_id}"
+                    st.session_state.setdefault(key, chosen.get(det_id, opts[0]))
+                    if st.session_state[key] not in opts:
+                        st.session_state[key] = opts[0]
+                    chosen[det_id] = persistent(st.selectbox, det_id, key, options=opts)
