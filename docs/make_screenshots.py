@@ -60,6 +60,14 @@ def main() -> None:
             page.get_by_role("link", name="Single Detector").first.click()
             page.get_by_text("Model card").wait_for(timeout=60_000)
             page.screenshot(path=str(OUT / "single_detector_missing.png"), full_page=False)
+            page.locator('[data-testid="stSelectbox"]').filter(has_text="Detector").first.click()
+            page.get_by_role("option", name="TEST_A").click()
+            page.get_by_role("button", name="Run TEST_A:original").click()
+            page.get_by_text("Logit (positive = fake)").wait_for(timeout=120_000)
+            page.get_by_text("Show Grad-CAM").click()
+            page.get_by_text("Grad-CAM at").wait_for(timeout=120_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(OUT / "single_detector.png"), full_page=False)
 
             page.get_by_role("link", name="Face GradCAM").first.click()
             page.get_by_text("Upload an image").wait_for(timeout=60_000)
@@ -75,5 +83,17 @@ def main() -> None:
             page.screenshot(path=str(OUT / "models.png"), full_page=False)
 
 
+def shrink(width: int = 1000) -> None:
+    """Downscale the screenshots so the README stays light."""
+    from PIL import Image
+    for png in OUT.glob("*.png"):
+        with Image.open(png) as im:
+            im = im.convert("RGB")
+            if im.width > width:
+                im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+            im.save(png, optimize=True)
+
+
 if __name__ == "__main__":
     main()
+    shrink()

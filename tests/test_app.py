@@ -173,3 +173,12 @@ def test_models_page_download_offline_is_one_sentence(tiny_config):
     at.button(key="models.TINY:original.weights.dl").click().run()
     assert not at.exception
     assert at.error and "offline" in at.error[0].value
+
+
+@pytest.mark.parametrize("data", [b"<html>not an image</html>", b"", png_bytes((64, 64))[:200]])
+def test_bad_upload_is_one_clear_sentence(decided, data):
+    at = _home()
+    at.file_uploader(key="home.upload").upload("evil.png", data, "image/png").run()
+    assert not at.exception
+    assert at.error and at.error[0].value.startswith("evil.png: ")
+    assert not at.button                                 # nothing to analyse

@@ -68,7 +68,8 @@ def heat_overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.5) -> 
     g = np.clip(1.5 - np.abs(4 * h - 2), 0, 1)
     b = np.clip(1.5 - np.abs(4 * h - 1), 0, 1)
     colour = (np.stack([r, g, b], -1) * 255).astype(np.float32)
-    alpha = float(min(max(opacity, 0.0), 1.0))
+    # per-pixel alpha follows the heat: cold (and outside the analysed region) stays untinted
+    alpha = float(min(max(opacity, 0.0), 1.0)) * np.clip(h * 1.5, 0.0, 1.0)[..., None]
     mixed = (1 - alpha) * np.asarray(base, dtype=np.float32) + alpha * colour
     return Image.fromarray(np.clip(mixed, 0, 255).astype(np.uint8))
 
