@@ -17,6 +17,8 @@ from core.errors import BadImage
 MAX_PIXELS = int(os.environ.get("DEEPFAKE_LENS_MAX_PIXELS", 100_000_000))
 MAX_BYTES = int(os.environ.get("DEEPFAKE_LENS_MAX_BYTES", 200 * 1024 * 1024))
 
+NOTE_KEY = "deepfake_lens.note"
+
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image]
 
 
@@ -93,7 +95,11 @@ def load_image(src: ImageSource) -> Image.Image:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            # Pillow's own bomb guard fired on the header: refuse without decoding anything
+            raise BadImage(name, f"declares more pixels than the {MAX_PIXELS / 1e6:.0f} MP limit this tool decodes "
+                                 "(a decompression bomb or a huge scan).") from None
+        except UnidentifiedImageError:
             img = None
         except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad image, never a crash
             raise BadImage(name, f"is not a readable image ({type(exc).__name__}).") from None
@@ -114,8 +120,11 @@ def load_image(src: ImageSource) -> Image.Image:
     if w * h > MAX_PIXELS:
         raise BadImage(name, f"is {w}×{h} pixels ({w * h / 1e6:.0f} MP), above the {MAX_PIXELS / 1e6:.0f} MP limit "
                              "this tool decodes (set DEEPFAKE_LENS_MAX_PIXELS to raise it).")
+    animated = False
     try:
-        if getattr(img, "n_frames", 1) > 1:
+        # is_animated only looks for a second frame (n_frames would walk every frame of a 100 000-frame GIF)
+        animated = bool(getattr(img, "is_animated", False))
+        if animated:
             img.seek(0)                     # animated: analyse the first frame
         img.load()
         try:
@@ -130,4 +139,13 @@ def load_image(src: ImageSource) -> Image.Image:
         raise BadImage(name, f"is truncated or corrupt ({exc}).") from None
     except MemoryError:
         raise BadImage(name, "is too large to decode in memory.") from None
+    except Exception as exc:  # noqa: BLE001 - a decoder bug on hostile input must not escape as a crash
+        raise BadImage(name, f"could not be decoded ({type(exc).__name__}).") from None
+    if animated:
+        out.info[NOTE_KEY] = "animated image: only the first frame is analysed"
     return out
+
+
+def image_note(img: Image.Image) -> str:
+    """What the analyst should know about how the image was read (e.g. first frame of an animation), or ''."""
+    return str(img.info.get(NOTE_KEY, ""))
