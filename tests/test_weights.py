@@ -255,3 +255,19 @@ def test_variants_share_files_where_declared(weights_home):
     assert W.installed_path(resized) == W.installed_path(base) == weights_home / "NPR" / "original" / "NPR.pth"
     clip, clip_tf = get_spec("CLIP-D"), get_spec("CLIP-D:truefake")
     assert W.installed_path(clip, "backbone") == W.installed_path(clip_tf, "backbone")
+
+
+def test_full_disk_gives_clear_message_and_leaves_nothing(tiny_config, weights_home, tmp_path, monkeypatch):
+    """ENOSPC cannot be produced on demand here, so the copy raises it the way a full disk does."""
+    import errno
+    import shutil as _shutil
+    src = make_tiny_checkpoint(tmp_path / "mine.pt")
+
+    def full_disk(a, b, *args, **kwargs):
+        Path(b).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(_shutil, "copyfile", full_disk)
+    with pytest.raises(WeightsCorrupt, match="disk is not full"):
+        W.import_file(src, get_spec("TINY"))
+    folder = weights_home / "TINY" / "original"
+    assert not (folder / "tiny.pt").exists() and not list(folder.glob("*.part"))

@@ -39,7 +39,8 @@ class Detector:
         spec: the YAML spec.
         model: the torch module (eval mode; shared by all sessions: never mutate it while serving).
         weights_path / weights_sha256: the checkpoint the scores come from (None until loaded).
-        lock: serialises hook-based work (Grad-CAM) on the shared model.
+        lock: serialises forward passes and Grad-CAM on the shared model (hooks are per module, so a forward
+            from another thread during Grad-CAM would corrupt its activations).
     """
 
     def __init__(self, spec: DetectorSpec, model: torch.nn.Module, *, device: str | torch.device = "cpu") -> None:
@@ -119,7 +120,10 @@ class Detector:
         """
         t0 = time.perf_counter()
         prep = self.prepare(image)
-        (logit, details), = self.score([prep])
+        # The lock keeps a forward pass out of another thread's Grad-CAM: hooks are per module, not per call,
+        # so an unlocked forward would overwrite the activations being explained.
+        with self.lock:
+            (logit, details), = self.score([prep])
         return self._result(prep, logit, time.perf_counter() - t0, details)
 
     @torch.inference_mode()
@@ -140,7 +144,8 @@ class Detector:
             for s in range(0, len(items), batch_size):
                 chunk = items[s:s + batch_size]
                 t0 = time.perf_counter()
-                scores = self.score([p for _, p, _ in chunk])
+                with self.lock:                   # see predict(): no forward during another thread's Grad-CAM
+                    scores = self.score([p for _, p, _ in chunk])
                 share = (time.perf_counter() - t0) / len(chunk)
                 for (i, prep, t_prep), (logit, det) in zip(chunk, scores):
                     results[i] = self._result(prep, logit, t_prep + share, det)
