@@ -333,3 +333,20 @@ def test_explain_without_a_target_layer_says_so(dets):
     assert not det.explainable
     with pytest.raises(NotImplementedError, match="target layer"):
         det.explain(_noise(8, 8))
+
+
+def test_bf16_fast_path_is_opt_in_and_labelled():
+    import numpy as _np
+    from PIL import Image as _Image
+    from core.registry import create_detector as _create
+    det = _create("NPR", pretrained=False)
+    img = _Image.fromarray(_np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=_np.uint8))
+    ref = det.predict(img)
+    assert det.precision == "fp32" and "precision" not in ref.details
+    det.set_precision("bf16")
+    fast = det.predict(img)
+    assert fast.details["precision"] == "bf16" and abs(fast.logit - ref.logit) < 0.5
+    det.set_precision("fp32")
+    assert det.predict(img).logit == ref.logit
+    with pytest.raises(ValueError):
+        det.set_precision("fp8")
