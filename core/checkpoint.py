@@ -43,7 +43,14 @@ def load_checkpoint(path: str | Path, detector: str = "checkpoint") -> Any:
             raise WeightsCorrupt(detector, f"checkpoint {path} is not a valid safetensors file ({exc}).",
                                  path=str(path)) from None
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            # mmap: tensors are paged in from the file instead of copied, so loading a 1.7 GB backbone does not
+            # briefly need twice its size in RAM (zip-format checkpoints only; legacy files fall back below)
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc) and "zipfile" not in str(exc).lower():
+                raise
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         msg = str(exc)
         if "weights_only" in msg or "Unsupported global" in msg or "not an allowed global" in msg.lower():
