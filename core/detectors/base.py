@@ -151,8 +151,13 @@ class Detector:
     def predict_batch(self, images: Sequence[Image.Image], batch_size: int = 8) -> list[DetectionResult]:
         """Score many images; images whose inputs share a shape go through the network together.
 
+        Size-aware bucketing: a batch holds at most ``options.batch_pixels`` input pixels (default 2²⁰), so
+        full-resolution detectors do not build multi-gigabyte activations for a batch of large images (for them
+        a batch of one is already GEMM-efficient), while 224² CLIP inputs batch up to ``batch_size``.
+
         Returns results in input order, equal to :meth:`predict` on each image (to float rounding).
         """
+        budget = int(self.spec.options.get("batch_pixels", 1 << 20))
         results: list[DetectionResult | None] = [None] * len(images)
         prepared: list[tuple[int, Prepared, float]] = []
         for i, img in enumerate(images):
@@ -161,9 +166,10 @@ class Detector:
         groups: dict[tuple[int, ...], list[tuple[int, Prepared, float]]] = {}
         for item in prepared:
             groups.setdefault(tuple(item[1].tensor.shape), []).append(item)
-        for items in groups.values():
-            for s in range(0, len(items), batch_size):
-                chunk = items[s:s + batch_size]
+        for shape, items in groups.items():
+            step = max(1, min(batch_size, budget // max(1, shape[-1] * shape[-2])))
+            for s in range(0, len(items), step):
+                chunk = items[s:s + step]
                 t0 = time.perf_counter()
                 scores = self._run_score([p for _, p, _ in chunk])
                 share = (time.perf_counter() - t0) / len(chunk)
