@@ -1,4 +1,4 @@
-"""Command line: ``python -m core list | weights ... | detect ...``.
+"""Command line: ``python -m core list | weights ... | detect ... | evaluate ...``.
 
 User errors (unknown id, missing/corrupt/refused weights, unreadable image) exit with code 2 and one sentence on
 stderr — never a traceback.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -153,6 +154,125 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(values: Sequence[str], flag: str, keys: Sequence[str]) -> dict[str, str]:
+    """``ID=PATH`` options → detector key → path (ID may be the id or the full ID:variant)."""
+    out: dict[str, str] = {}
+    for v in values:
+        ident, sep, path = v.partition("=")
+        if not sep or not ident or not path:
+            raise _UserError(f"{flag} expects ID=PATH, got {v!r}.")
+        match = [k for k in keys if k == ident or k.split(":", 1)[0] == ident]
+        if len(match) != 1:
+            raise _UserError(f"{flag} {ident}: not one of the chosen --detectors ({', '.join(keys) or 'none'}).")
+        out[match[0]] = path
+    return out
+
+
+class _UserError(Exception):
+    """A mistake in the command line (exit 2, one sentence)."""
+
+
+def _print_summary(report) -> None:
+    cols = ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "eer", "tpr_at_fpr_5", "ece")
+    print(f"{'source':<28} {'n':>6} " + " ".join(f"{c[:17]:>17}" for c in cols))
+    for key, sr in report.sources.items():
+        m = sr.overall
+        cells = [("n/a" if m.value(c) is None else f"{m.value(c):.4f}") for c in cols]
+        print(f"{key[:28]:<28} {m.n:>6} " + " ".join(f"{c:>17}" for c in cells))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from core import datasets as D
+    from core import evaluate as E
+    from core.registry import create_detector, get_spec
+    path = Path(args.path).expanduser()
+    if not path.exists():
+        return _err(f"{path}: not found.")
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        return _err(f"--threshold must be strictly between 0 and 1 (got {args.threshold}).")
+    if args.batch_size < 1:
+        return _err("--batch-size must be at least 1.")
+    out_dir = Path(args.out).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        return _err(f"--out {out_dir}: exists and is not a folder.")
+    wanted = [d.strip() for d in (args.detectors or "").split(",") if d.strip()]
+    try:
+        keys = [get_spec(d).key for d in wanted]
+        if len(set(keys)) != len(keys):
+            raise _UserError("a detector variant is listed twice in --detectors.")
+        weights = _pairs(args.weights, "--weights", keys)
+        backbones = _pairs(args.backbone, "--backbone", keys)
+    except _UserError as exc:
+        return _err(str(exc))
+    external = None
+    if path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        try:
+            ds_csv, ext = E.read_predictions(path, name=path.name)
+        except D.DatasetError:
+            ds_csv = ext = None          # a labels CSV (no score column)
+        if ext is not None:
+            external = ext
+            dataset = D.from_labels_csv(path) if keys else ds_csv
+        else:
+            dataset = D.from_labels_csv(path)
+    else:
+        dataset = D.from_path(path)
+    if args.predictions:
+        _, external = E.read_predictions(Path(args.predictions).expanduser(), name=Path(args.predictions).name)
+    if not keys and external is None:
+        dataset.close()
+        return _err("choose detectors with --detectors ID[,ID...] (or give a predictions CSV with score columns).")
+    if not dataset.items:
+        dataset.close()
+        return _err(f"{path}: no files found.")
+    with dataset:
+        dets = [create_detector(k, weights=weights.get(k), backbone_weights=backbones.get(k)) for k in keys]
+        try:                               # fail before a long run, not after it
+            out_dir.mkdir(parents=True, exist_ok=True)
+            writable = os.access(out_dir, os.W_OK)
+        except OSError as exc:
+            return _err(f"--out {out_dir}: cannot create the folder ({exc.strerror or exc}).")
+        if not writable:
+            return _err(f"--out {out_dir}: the folder is not writable.")
+        print(dataset.summary(), file=sys.stderr)
+        from tqdm import tqdm
+        bars: list = []
+
+        def progress(done: int, total: int, eta: float | None) -> None:
+            if not bars:
+                bars.append(tqdm(total=total, unit="img", desc="evaluate", file=sys.stderr, dynamic_ncols=True))
+            bars[0].n = done
+            bars[0].refresh()
+
+        try:
+            run = E.evaluate(dataset, dets, batch_size=args.batch_size, progress=progress,
+                             cache=False if args.no_cache else True,
+                             ensemble=False if args.no_ensemble else None, external=external)
+        except KeyboardInterrupt:
+            return _err("interrupted; the scores computed so far are cached, so the same command resumes.")
+        finally:
+            for b in bars:
+                b.close()
+    report = E.compute_report(run, args.threshold)
+    pred_path, metrics_path = out_dir / "predictions.csv", out_dir / "metrics.json"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = pred_path.with_name(pred_path.name + ".part")
+        E.predictions_frame(run).to_csv(tmp, index=False)
+        tmp.replace(pred_path)
+        tmp = metrics_path.with_name(metrics_path.name + ".part")
+        tmp.write_text(json.dumps(E.metrics_json(run, report), indent=1, allow_nan=False), encoding="utf-8")
+        tmp.replace(metrics_path)
+    except OSError as exc:
+        return _err(f"cannot write the results to {out_dir} ({exc.strerror or exc}).")
+    _print_summary(report)
+    c = run.counts()
+    print(f"{len(run.rows)} files: {c['ok']} scored, {c['error']} unreadable, {c['skipped']} skipped, "
+          f"{c['unlabelled']} unlabelled; {run.computed} scores computed, {run.from_cache} from the cache.")
+    print(f"wrote {pred_path} and {metrics_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree (kept stable: later issues add subcommands)."""
     p = argparse.ArgumentParser(prog="python -m core", description="Deepfake Lens: detectors of AI-generated images.")
@@ -188,6 +308,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backbone", help="backbone checkpoint path (CLIP-D, P2G)")
     s.add_argument("--json", action="store_true", help="print the result object as JSON")
     s.set_defaults(func=cmd_detect)
+
+    s = sub.add_parser("evaluate", help="score a labelled folder / zip / CSV; write predictions.csv and metrics.json")
+    s.add_argument("path", help="a folder (labels from real/ fake/ 0_real/ 1_fake/ folders), a .zip, a labels CSV "
+                                "(path,label[,group]) or a predictions CSV (path,label,score columns)")
+    s.add_argument("--detectors", help="ID[,ID...] (each ID or ID:variant)")
+    s.add_argument("--weights", action="append", default=[], metavar="ID=PATH", help="checkpoint for one detector")
+    s.add_argument("--backbone", action="append", default=[], metavar="ID=PATH",
+                   help="backbone checkpoint for one detector (CLIP-D, P2G)")
+    s.add_argument("--threshold", type=float, help="p_fake threshold for every detector (default: each one's own)")
+    s.add_argument("--predictions", metavar="CSV", help="scores from another tool to evaluate alongside")
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
+    s.add_argument("--no-ensemble", action="store_true", help="do not add the ensemble of the chosen detectors")
+    s.add_argument("--out", required=True, help="folder for predictions.csv and metrics.json")
+    s.set_defaults(func=cmd_evaluate)
     return p
 
 

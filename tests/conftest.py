@@ -42,6 +42,12 @@ def png_bytes(size: tuple[int, int] = (48, 40), seed: int = 0, mode: str = "RGB"
     return buf.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def _isolated_score_cache(tmp_path_factory, monkeypatch):
+    """Evaluation's score cache never touches ~/.cache during tests."""
+    monkeypatch.setenv("DEEPFAKE_LENS_CACHE", str(tmp_path_factory.mktemp("score-cache")))
+
+
 @pytest.fixture()
 def weights_home(tmp_path, monkeypatch) -> Path:
     """An empty, isolated weights folder (DEEPFAKE_LENS_WEIGHTS) and Hub cache."""

@@ -1,0 +1,632 @@
+"""Labelled evaluation inputs: a folder, a zip, uploaded files, a labels CSV, or the bundled examples.
+
+Every file the user gave becomes exactly one :class:`Item` (the row count out always equals the file count in).
+Files that must not be scored are kept as rows with a status and a reason: ``unlabelled`` (no label could be
+derived), ``skipped`` (unsafe or not an image: path traversal, absolute path, symlink, zip-bomb-like member,
+non-image, duplicate name, encrypted, too large) or ``error`` (could not be read).
+
+Nothing is ever extracted to disk: zip members and uploads are read into memory one at a time when scored, and
+user-supplied names are only ever used as labels, never as paths.
+
+Labels come from folder names (case-, space- and dash-insensitive): ``real``/``fake``, the ForenSynths layout
+``0_real``/``1_fake``, GenImage's ``nature``/``ai`` and a few synonyms. The deepest such folder wins; the other
+folders of the path (e.g. the generator ``progan/airplane`` or ``fake/stylegan``) become the item's ``group``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import stat
+import threading
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+from core.errors import DeepfakeLensError
+from core.io import MAX_BYTES
+
+__all__ = ["Item", "Dataset", "DatasetError", "from_folder", "from_zip", "from_uploads", "from_labels_csv",
+           "from_examples", "from_path", "sanitize_name", "label_from_name", "parse_label", "IMAGE_EXTENSIONS",
+           "STATUSES", "read_csv_rows", "labels_from_csv", "find_column", "with_status"]
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+STATUSES = ("ok", "unlabelled", "skipped", "error", "cancelled")
+REAL_NAMES = frozenset({"real", "reals", "0_real", "nature", "authentic", "pristine"})
+FAKE_NAMES = frozenset({"fake", "fakes", "1_fake", "ai", "ai_generated", "generated", "synthetic"})
+_LABEL_VALUES = {**{k: 0 for k in REAL_NAMES | {"0", "false", "camera", "no"}},
+                 **{k: 1 for k in FAKE_NAMES | {"1", "true", "yes"}}}
+
+# Limits against hostile archives (env-overridable for analysts with very large sets).
+MAX_FILES = int(os.environ.get("DEEPFAKE_LENS_MAX_FILES", 100_000))
+MAX_ARCHIVE_BYTES = int(os.environ.get("DEEPFAKE_LENS_MAX_ARCHIVE_BYTES", 8 * 1024 ** 3))   # total uncompressed
+MAX_RATIO = float(os.environ.get("DEEPFAKE_LENS_MAX_RATIO", 100.0))        # uncompressed / compressed per member
+_RATIO_MIN_BYTES = 1 << 20     # small members may compress well (flat PNG/BMP); only big ones are ratio-checked
+
+
+class DatasetError(DeepfakeLensError, ValueError):
+    """The input as a whole cannot be used (not found, not a zip, too many files); a complete sentence."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input file (or CSV row) and what will happen to it."""
+
+    path: str                  # sanitised relative path, '/'-separated (a label, never opened as a path)
+    label: int | None          # 1 = fake, 0 = real, None = unlabelled
+    group: str = ""            # generator / subset folder(s), "" when none
+    status: str = "ok"         # ok | unlabelled | skipped | error (see STATUSES)
+    reason: str = ""           # why it is not ok
+    ref: str | None = None     # what the dataset's reader needs to fetch the bytes (None: no data)
+    size: int = 0              # bytes (declared size for zip members)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A labelled set of inputs. ``read(item)`` returns an item's bytes (raises OSError/ValueError on failure)."""
+
+    name: str                                              # shown to the user
+    kind: str                                              # folder | zip | uploads | csv | examples | predictions
+    items: tuple[Item, ...]
+    notes: tuple[str, ...] = ()                            # sentences about the input as a whole
+    reader: Callable[[str], bytes] | None = field(default=None, repr=False, compare=False)
+    closer: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def read(self, item: Item) -> bytes:
+        """The bytes of one item."""
+        if self.reader is None or item.ref is None:
+            raise ValueError("no image data for this row")
+        return self.reader(item.ref)
+
+    def close(self) -> None:
+        """Release open files (a zip on disk). Safe to call twice."""
+        if self.closer is not None:
+            self.closer()
+
+    def __enter__(self) -> "Dataset":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def counts(self) -> dict[str, int]:
+        """Number of items per status, plus ``real`` / ``fake`` among the ok ones."""
+        out = {s: 0 for s in STATUSES}
+        for it in self.items:
+            out[it.status] = out.get(it.status, 0) + 1
+        ok = [it for it in self.items if it.status == "ok"]
+        out["real"] = sum(it.label == 0 for it in ok)
+        out["fake"] = sum(it.label == 1 for it in ok)
+        return out
+
+    def summary(self) -> str:
+        """One sentence: how many files, how many will be scored, and why the others will not."""
+        c = self.counts()
+        parts = [f"{len(self.items)} file(s) in {self.name}: {c['ok']} to score ({c['real']} real, "
+                 f"{c['fake']} fake)"]
+        for s in ("unlabelled", "skipped", "error"):
+            if c[s]:
+                parts.append(f"{c[s]} {s}")
+        return ", ".join(parts) + "."
+
+
+# --------------------------------------------------------------------------------------------- names and labels
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def sanitize_name(name: str) -> tuple[str | None, str]:
+    """Turn an untrusted relative name (zip member, uploaded file name) into a clean '/'-separated path.
+
+    Returns:
+        (clean path, "") or (None, why it was refused): absolute paths, drive letters, UNC paths, ``..``
+        components and control characters are refused, never repaired.
+
+    Example:
+        >>> sanitize_name("data\\\\real/./a.png")
+        ('data/real/a.png', '')
+        >>> sanitize_name("../../etc/passwd")
+        (None, 'path traversal (..) in the name')
+    """
+    if not isinstance(name, str) or not name:
+        return None, "empty name"
+    if _CONTROL.search(name):
+        return None, "control characters in the name"
+    n = name.replace("\\", "/")
+    if n.startswith("/") or _DRIVE.match(n):
+        return None, "absolute path in the name"
+    parts = [p for p in n.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        return None, "path traversal (..) in the name"
+    if not parts:
+        return None, "empty name"
+    if any(len(p.encode("utf-8", "surrogatepass")) > 255 for p in parts):
+        return None, "a name component is longer than 255 bytes"
+    return "/".join(parts), ""
+
+
+def _norm(part: str) -> str:
+    return re.sub(r"[\s\-_]+", "_", part.strip().lower()).strip("_")
+
+
+def parse_label(value: object) -> int | None:
+    """A label cell → 1 (fake), 0 (real) or None (empty / unknown): ``fake``, ``1``, ``1_fake``, ``real``, …"""
+    if value is None:
+        return None
+    text = _norm(str(value))
+    if text.endswith(".0") and text[:-2] in ("0", "1"):
+        text = text[:-2]
+    return _LABEL_VALUES.get(text)
+
+
+def label_from_name(path: str) -> tuple[int | None, str]:
+    """(label, group) from the folders of a clean relative path.
+
+    The deepest folder named like a label decides; the remaining folders (above and below it) form the group.
+
+    Example:
+        >>> label_from_name("progan/airplane/1_fake/001.png")
+        (1, 'progan/airplane')
+        >>> label_from_name("Fake/Stable Diffusion/x.jpg")
+        (1, 'Stable Diffusion')
+    """
+    folders = path.split("/")[:-1]
+    for i in range(len(folders) - 1, -1, -1):
+        norm = _norm(folders[i])
+        if norm in REAL_NAMES or norm in FAKE_NAMES:
+            return (1 if norm in FAKE_NAMES else 0), "/".join(folders[:i] + folders[i + 1:])
+    return None, "/".join(folders)
+
+
+def _is_image_name(path: str) -> bool:
+    return PurePosixPath(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _strip_common_root(paths: list[str]) -> int:
+    """How many leading folders all paths share that carry no label (the upload's own top folder, a zip's root)."""
+    split = [p.split("/")[:-1] for p in paths]
+    if not split:
+        return 0
+    k = 0
+    while all(len(s) > k for s in split) and len({s[k] for s in split}) == 1:
+        norm = _norm(split[0][k])
+        if norm in REAL_NAMES or norm in FAKE_NAMES:
+            break
+        k += 1
+    return k
+
+
+def _labelled(entries: list[tuple[str, str | None, int, str, str]]) -> list[Item]:
+    """Build items from (clean path or raw name, ref, size, status, reason), deriving labels for the ok ones."""
+    ok_paths = [p for p, _, _, s, _ in entries if s == "ok"]
+    k = _strip_common_root(ok_paths)
+    items = []
+    for path, ref, size, status, reason in entries:
+        if status != "ok":
+            items.append(Item(path, None, "", status, reason, None, size))
+            continue
+        parts = path.split("/")
+        rel = "/".join(parts[k:]) if len(parts) > k else path
+        label, group = label_from_name(rel)
+        if label is None:
+            items.append(Item(path, None, group, "unlabelled",
+                              "no real/fake folder in its path (expected e.g. real/, fake/, 0_real/, 1_fake/)",
+                              ref, size))
+        else:
+            items.append(Item(path, label, group, "ok", "", ref, size))
+    return items
+
+
+def _check_count(n: int, what: str) -> None:
+    if n > MAX_FILES:
+        raise DatasetError(f"{what} holds {n} files, above the limit of {MAX_FILES} "
+                           "(set DEEPFAKE_LENS_MAX_FILES to raise it).")
+
+
+# --------------------------------------------------------------------------------------------- folder on disk
+
+def _read_file_nofollow(path: str) -> bytes:
+    """Read a regular file without following a symlink that may have appeared since listing."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_size > MAX_BYTES:
+            raise ValueError(f"the file is {st.st_size / 1e6:.0f} MB, above the {MAX_BYTES / 1e6:.0f} MB limit")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
+def from_folder(root: str | Path, *, name: str | None = None) -> Dataset:
+    """Every file under a folder on this machine (symlinks are reported, never followed; hidden folders such as
+    ``.git`` are not descended into).
+
+    Raises:
+        DatasetError: the folder does not exist, is not a folder, or holds too many files.
+    """
+    base = Path(root).expanduser()
+    if not base.exists():
+        raise DatasetError(f"{base}: folder not found.")
+    if not base.is_dir():
+        raise DatasetError(f"{base}: not a folder.")
+    entries: list[tuple[str, str | None, int, str, str]] = []
+    hidden: list[str] = []
+    base_s = os.fspath(base.resolve())
+    for dirpath, dirnames, filenames in os.walk(base_s, followlinks=False):
+        rel_dir = os.path.relpath(dirpath, base_s)
+        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        keep = []
+        for d in sorted(dirnames):
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full):
+                entries.append((rel_dir + d, None, 0, "skipped", "symbolic link (not followed)"))
+            elif d.startswith(".") or d == "__MACOSX":
+                hidden.append(rel_dir + d)
+            else:
+                keep.append(d)
+        dirnames[:] = keep
+        for f in sorted(filenames):
+            rel = rel_dir + f
+            full = os.path.join(dirpath, f)
+            try:
+                st = os.lstat(full)
+            except OSError as exc:
+                entries.append((rel, None, 0, "error", f"cannot be read ({exc.strerror})"))
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                entries.append((rel, None, 0, "skipped", "symbolic link (not followed)"))
+            elif not stat.S_ISREG(st.st_mode):
+                entries.append((rel, None, 0, "skipped", "not a regular file"))
+            elif f.startswith("."):
+                entries.append((rel, None, st.st_size, "skipped", "hidden file"))
+            elif not _is_image_name(f):
+                entries.append((rel, None, st.st_size, "skipped", f"not an image file ({Path(f).suffix or 'no extension'})"))
+            elif st.st_size > MAX_BYTES:
+                entries.append((rel, None, st.st_size, "skipped", f"larger than {MAX_BYTES / 1e6:.0f} MB"))
+            else:
+                entries.append((rel, full, st.st_size, "ok", ""))
+        _check_count(len(entries), str(base))
+    notes = tuple(f"hidden folder {h}/ was not read" for h in hidden)
+    return Dataset(name or base.name or str(base), "folder", tuple(_labelled(entries)), notes,
+                   reader=_read_file_nofollow)
+
+
+# --------------------------------------------------------------------------------------------- zip
+
+def _zip_checks(infos: list[zipfile.ZipInfo]) -> tuple[list[tuple[str, str | None, int, str, str]], list[str]]:
+    entries: list[tuple[str, str | None, int, str, str]] = []
+    seen: set[str] = set()
+    total = 0
+    notes: list[str] = []
+    for idx, info in enumerate(infos):
+        if info.is_dir():
+            continue
+        raw = info.filename
+        clean, why = sanitize_name(raw)
+        shown = clean or raw.replace("\x00", "\\0")[:200]
+        mode = (info.external_attr >> 16) & 0o170000
+        if clean is None:
+            entries.append((shown, None, info.file_size, "skipped", f"unsafe name: {why}"))
+        elif mode == stat.S_IFLNK:
+            entries.append((shown, None, info.file_size, "skipped", "symbolic link (never followed)"))
+        elif mode not in (0, stat.S_IFREG):
+            entries.append((shown, None, info.file_size, "skipped", "not a regular file"))
+        elif clean in seen:
+            entries.append((shown, None, info.file_size, "skipped", "duplicate name in the archive (first kept)"))
+        elif info.flag_bits & 0x1:
+            entries.append((shown, None, info.file_size, "skipped", "encrypted member"))
+        elif clean.split("/")[0] == "__MACOSX" or PurePosixPath(clean).name.startswith("."):
+            entries.append((shown, None, info.file_size, "skipped", "hidden or macOS metadata file"))
+        elif not _is_image_name(clean):
+            entries.append((shown, None, info.file_size, "skipped",
+                            f"not an image file ({PurePosixPath(clean).suffix or 'no extension'})"))
+        elif info.file_size > MAX_BYTES:
+            entries.append((shown, None, info.file_size, "skipped",
+                            f"expands to {info.file_size / 1e6:.0f} MB, above the {MAX_BYTES / 1e6:.0f} MB limit"))
+        elif info.file_size > _RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            entries.append((shown, None, info.file_size, "skipped",
+                            f"suspicious compression ratio {info.file_size / max(info.compress_size, 1):.0f}:1 "
+                            "(zip bomb?)"))
+        elif total + info.file_size > MAX_ARCHIVE_BYTES:
+            entries.append((shown, None, info.file_size, "skipped",
+                            f"the archive expands beyond {MAX_ARCHIVE_BYTES / 1e9:.1f} GB (zip bomb?); "
+                            "later members not read"))
+        else:
+            total += info.file_size
+            entries.append((clean, str(idx), info.file_size, "ok", ""))
+        if clean is not None:
+            seen.add(clean)
+    if any(e[3] == "skipped" and "zip bomb" in e[4] for e in entries):
+        notes.append("some members were refused by the zip-bomb limits (size and compression ratio)")
+    return entries, notes
+
+
+def from_zip(src: str | Path | bytes, *, name: str | None = None) -> Dataset:
+    """Every member of a zip archive, read in memory only when scored (nothing is extracted to disk).
+
+    Args:
+        src: a path to a zip on this machine, or the zip's bytes (an upload).
+        name: display name.
+
+    Raises:
+        DatasetError: not a readable zip, or too many members.
+    """
+    try:
+        if isinstance(src, (bytes, bytearray, memoryview)):
+            zf = zipfile.ZipFile(io.BytesIO(bytes(src)))
+            shown = name or "uploaded zip"
+        else:
+            p = Path(src).expanduser()
+            if not p.is_file():
+                raise DatasetError(f"{p}: file not found.")
+            zf = zipfile.ZipFile(p)
+            shown = name or p.name
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{name or src if not isinstance(src, (bytes, bytearray, memoryview)) else 'the upload'}"
+                           f": not a readable zip file ({exc}).") from None
+    infos = zf.infolist()
+    try:
+        _check_count(len(infos), shown)
+    except DatasetError:
+        zf.close()
+        raise
+    entries, notes = _zip_checks(infos)
+    lock = threading.Lock()
+
+    def read(ref: str) -> bytes:
+        info = infos[int(ref)]
+        with lock:
+            # zipfile stops at the declared size and checks the CRC: a member whose header lies cannot expand
+            with zf.open(info) as f:
+                data = f.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ValueError(f"expands beyond the {MAX_BYTES / 1e6:.0f} MB limit")
+        return data
+
+    return Dataset(shown, "zip", tuple(_labelled(entries)), tuple(notes), reader=read, closer=zf.close)
+
+
+# --------------------------------------------------------------------------------------------- uploads
+
+def from_uploads(files: Mapping[str, bytes] | Iterable[tuple[str, bytes]], *, name: str = "uploaded files",
+                 labels: Mapping[str, tuple[int | None, str]] | None = None) -> Dataset:
+    """Uploaded files (name → bytes). Names may carry a relative path (a folder upload); they are sanitised and
+    only used for labels. A zip among them is not opened (upload it on its own).
+
+    Args:
+        files: name → bytes, or (name, bytes) pairs (pairs keep duplicate names, which are then reported).
+        name: display name.
+        labels: optional clean path (or bare file name) → (label, group) from a labels CSV; files it does not
+            list are unlabelled.
+    """
+    pairs = list(files.items()) if isinstance(files, Mapping) else list(files)
+    _check_count(len(pairs), name)
+    data: dict[str, bytes] = {}
+    entries: list[tuple[str, str | None, int, str, str]] = []
+    for i, (raw, content) in enumerate(pairs):
+        clean, why = sanitize_name(raw)
+        shown = clean or str(raw)[:200]
+        size = len(content)
+        if clean is None:
+            entries.append((shown, None, size, "skipped", f"unsafe name: {why}"))
+        elif clean in data:
+            entries.append((shown, None, size, "skipped", "duplicate name (first kept)"))
+        elif PurePosixPath(clean).name.startswith(".") or clean.split("/")[0] == "__MACOSX":
+            entries.append((shown, None, size, "skipped", "hidden or macOS metadata file"))
+            data[clean] = b""
+        elif not _is_image_name(clean):
+            entries.append((shown, None, size, "skipped",
+                            f"not an image file ({PurePosixPath(clean).suffix or 'no extension'})"))
+            data[clean] = b""
+        elif size > MAX_BYTES:
+            entries.append((shown, None, size, "skipped", f"larger than {MAX_BYTES / 1e6:.0f} MB"))
+            data[clean] = b""
+        else:
+            data[clean] = bytes(content)
+            entries.append((clean, clean, size, "ok", ""))
+    if labels is None:
+        items = _labelled(entries)
+    else:
+        by_base = _unique_basenames(labels)
+        items = []
+        for path, ref, size, status, reason in entries:
+            hit = labels.get(path) if status == "ok" else None
+            if hit is None and status == "ok":
+                hit = by_base.get(PurePosixPath(path).name)
+            if status != "ok":
+                items.append(Item(path, None, "", status, reason, None, size))
+            elif hit is None or hit[0] is None:
+                items.append(Item(path, None, hit[1] if hit else "", "unlabelled",
+                                  "not listed in the labels CSV" if hit is None else "no label in the labels CSV",
+                                  ref, size))
+            else:
+                items.append(Item(path, hit[0], hit[1], "ok", "", ref, size))
+    return Dataset(name, "uploads", tuple(items), (), reader=lambda ref: data[ref])
+
+
+def _unique_basenames(labels: Mapping[str, tuple[int | None, str]]) -> dict[str, tuple[int | None, str]]:
+    seen: dict[str, tuple[int | None, str] | None] = {}
+    for k, v in labels.items():
+        b = PurePosixPath(k).name
+        seen[b] = None if b in seen else v
+    return {k: v for k, v in seen.items() if v is not None}
+
+
+# --------------------------------------------------------------------------------------------- labels CSV
+
+_ID_COLUMNS = ("path", "file", "filename", "image", "id", "name")
+_LABEL_COLUMNS = ("label", "y", "target", "is_fake", "class")
+_KNOWN_COLUMNS = frozenset(_ID_COLUMNS + _LABEL_COLUMNS + ("group", "status", "reason", "sha256"))
+
+
+def read_csv_rows(src: str | Path | bytes) -> list[dict[str, str]]:
+    """Rows of a CSV (bytes or path) as dicts keyed by the stripped header (known column names lower-cased).
+
+    Raises:
+        DatasetError: unreadable, not UTF-8, or empty.
+    """
+    try:
+        raw = bytes(src) if isinstance(src, (bytes, bytearray, memoryview)) else Path(src).expanduser().read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{src}: cannot be read ({exc.strerror or exc}).") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DatasetError("the CSV is not UTF-8 text.") from None
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    if not reader.fieldnames:
+        raise DatasetError("the CSV is empty (no header row).")
+    def key(k: str) -> str:
+        k = k.strip()
+        return k.lower() if k.lower() in _KNOWN_COLUMNS else k      # score columns keep their case
+    rows = []
+    for row in reader:
+        rows.append({key(k): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()
+                     if k is not None})
+    return rows
+
+
+def find_column(columns: Iterable[str], candidates: Iterable[str]) -> str | None:
+    """The first of ``candidates`` present in ``columns``."""
+    cols = list(columns)
+    return next((c for c in candidates if c in cols), None)
+
+
+def labels_from_csv(src: str | Path | bytes) -> dict[str, tuple[int | None, str]]:
+    """A labels CSV (path,label[,group]) → clean path → (label, group).
+
+    Raises:
+        DatasetError: no path/label column.
+    """
+    rows = read_csv_rows(src)
+    cols = list(rows[0]) if rows else []
+    id_col, label_col = find_column(cols, _ID_COLUMNS), find_column(cols, _LABEL_COLUMNS)
+    if id_col is None or label_col is None:
+        raise DatasetError(f"the labels CSV needs a path column and a label column (found: {', '.join(cols)}).")
+    out = {}
+    for r in rows:
+        clean, _ = sanitize_name(r.get(id_col, ""))
+        if clean:
+            out[clean] = (parse_label(r.get(label_col)), r.get("group", ""))
+    return out
+
+
+def from_labels_csv(src: str | Path, *, base: str | Path | None = None, allowed_root: str | Path | None = None,
+                    name: str | None = None) -> Dataset:
+    """A CSV on this machine listing ``path,label[,group]`` (paths relative to ``base``, default: the CSV's folder).
+
+    Args:
+        src: the CSV path.
+        base: folder relative paths are resolved against.
+        allowed_root: when set, files outside this folder are refused (the app's server-path mode).
+        name: display name.
+
+    Raises:
+        DatasetError: unreadable CSV, or no path/label column.
+    """
+    csv_path = Path(src).expanduser()
+    rows = read_csv_rows(csv_path)
+    cols = list(rows[0]) if rows else []
+    id_col, label_col = find_column(cols, _ID_COLUMNS), find_column(cols, _LABEL_COLUMNS)
+    if id_col is None or label_col is None:
+        raise DatasetError(f"{csv_path.name}: needs a path column and a label column (found: {', '.join(cols)}).")
+    _check_count(len(rows), csv_path.name)
+    base_dir = Path(base).expanduser() if base is not None else csv_path.parent
+    root = Path(allowed_root).expanduser().resolve() if allowed_root is not None else None
+    items: list[Item] = []
+    seen: set[str] = set()
+    for r in rows:
+        shown = r.get(id_col, "")
+        label, group = parse_label(r.get(label_col)), r.get("group", "")
+        p = Path(shown).expanduser()
+        full = p if p.is_absolute() else base_dir / p
+        if not shown:
+            items.append(Item("(empty path)", None, group, "error", "empty path cell"))
+            continue
+        try:
+            resolved = full.resolve()
+        except OSError as exc:
+            items.append(Item(shown, None, group, "error", f"cannot be resolved ({exc})"))
+            continue
+        if root is not None and root != resolved and root not in resolved.parents:
+            items.append(Item(shown, None, group, "skipped", "outside the allowed data folder"))
+        elif str(resolved) in seen:
+            items.append(Item(shown, None, group, "skipped", "listed twice in the CSV (first kept)"))
+        elif not full.exists():
+            items.append(Item(shown, None, group, "error", "file not found"))
+        elif full.is_symlink():
+            items.append(Item(shown, None, group, "skipped", "symbolic link (not followed)"))
+        elif not _is_image_name(full.name):
+            items.append(Item(shown, None, group, "skipped", f"not an image file ({full.suffix or 'no extension'})"))
+        elif label is None:
+            items.append(Item(shown, None, group, "unlabelled",
+                              f"label {r.get(label_col)!r} is not real/fake/0/1" if r.get(label_col) else "no label",
+                              str(full), full.stat().st_size))
+        else:
+            items.append(Item(shown, label, group, "ok", "", str(full), full.stat().st_size))
+        seen.add(str(resolved))
+    return Dataset(name or csv_path.name, "csv", tuple(items), (), reader=_read_file_nofollow)
+
+
+# --------------------------------------------------------------------------------------------- examples & dispatch
+
+def from_examples() -> Dataset:
+    """The bundled examples as a demo set: camera photos are ``real`` (0); everything else (project-rendered
+    images, which are NOT AI-generated) is the "not a camera photo" class (1). Group = the example's origin.
+
+    This shows the mechanics of an evaluation; it is not a benchmark of AI-image detection.
+    """
+    from core.examples import example_bytes, list_examples
+    examples = list_examples()
+    by_name = {e.name: e for e in examples}
+    items = tuple(Item(e.name, 0 if e.origin == "camera" else 1, e.origin, "ok", "", e.name) for e in examples)
+    note = ("Demo set: 'real' = camera photos; 'fake' here means 'not a camera photo' (images rendered by this "
+            "project, not AI-generated). It shows how the evaluation works; it is not a benchmark.")
+    return Dataset("example images", "examples", items, (note,), reader=lambda ref: example_bytes(by_name[ref]))
+
+
+def from_path(path: str | Path, *, allowed_root: str | Path | None = None) -> Dataset:
+    """A folder, a zip or a labels CSV on this machine, chosen by what the path is.
+
+    Args:
+        path: the folder / .zip / .csv.
+        allowed_root: when set, the path must lie inside this folder (the app's server-path mode).
+
+    Raises:
+        DatasetError: not found, outside ``allowed_root``, or not a folder/zip/CSV.
+    """
+    p = Path(path).expanduser()
+    if allowed_root is not None:
+        root = Path(allowed_root).expanduser().resolve()
+        try:
+            rp = p.resolve()
+        except OSError:
+            rp = p
+        if rp != root and root not in rp.parents:
+            raise DatasetError(f"{p}: outside the allowed data folder {root}.")
+    if not p.exists():
+        raise DatasetError(f"{p}: not found.")
+    if p.is_dir():
+        return from_folder(p)
+    if p.suffix.lower() == ".zip" or zipfile.is_zipfile(p):
+        return from_zip(p)
+    if p.suffix.lower() in (".csv", ".tsv", ".txt"):
+        return from_labels_csv(p, allowed_root=allowed_root)
+    raise DatasetError(f"{p}: expected a folder, a .zip or a labels .csv.")
+
+
+def with_status(item: Item, status: str, reason: str) -> Item:
+    """A copy of ``item`` with a new status and reason."""
+    return replace(item, status=status, reason=reason)
