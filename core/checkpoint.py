@@ -106,6 +106,30 @@ def unwrap_state_dict(obj: Any, container: str, detector: str = "checkpoint",
     return out
 
 
+def describe_mismatch(layout: Mapping[str, tuple[int, ...]], state_dict: Mapping[str, torch.Tensor], *,
+                      optional: tuple[str, ...] = ()) -> list[str]:
+    """Human phrases for every way ``state_dict`` fails to fit ``layout`` (key → shape); empty when it fits.
+
+    Args:
+        layout: what the model expects.
+        state_dict: what the file holds.
+        optional: keys the file may omit.
+    """
+    missing = [k for k in layout if k not in optional and k not in state_dict]
+    unexpected = [k for k in state_dict if k not in layout]
+    shape_bad = [k for k in state_dict if k in layout and tuple(state_dict[k].shape) != tuple(layout[k])]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+    if shape_bad:
+        k = shape_bad[0]
+        parts.append(f"{len(shape_bad)} shape mismatches (e.g. {k}: file {tuple(state_dict[k].shape)} vs "
+                     f"model {tuple(layout[k])})")
+    return parts
+
+
 def load_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], detector: str,
                 path: str | None = None) -> None:
     """``load_state_dict(strict=True)`` with a one-sentence error naming the detector, file and key mismatch.
@@ -113,19 +137,8 @@ def load_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
     Tensors are cast to each parameter's dtype (fp16 checkpoints run in float32).
     """
     own = module.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    shape_bad = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
-    if missing or unexpected or shape_bad:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
-        if shape_bad:
-            k = shape_bad[0]
-            parts.append(f"{len(shape_bad)} shape mismatches (e.g. {k}: file {tuple(state_dict[k].shape)} vs "
-                         f"model {tuple(own[k].shape)})")
+    parts = describe_mismatch({k: tuple(v.shape) for k, v in own.items()}, state_dict)
+    if parts:
         raise WeightsCorrupt(detector, f"checkpoint {path or ''} does not fit the {detector} architecture: "
                                        + "; ".join(parts) + ".", path=path)
     cast = {k: v.to(dtype=own[k].dtype) for k, v in state_dict.items()}

@@ -93,3 +93,13 @@ def install_tiny_detectors(config_dir: Path, weights_dir: Path, specs: dict[str,
     for det_id, (_, logit) in specs.items():
         src = make_tiny_checkpoint(config_dir / f"{det_id}.pt", bias=logit)
         W.import_file(src, get_spec(det_id), weights_dir=weights_dir)
+
+
+def hooks_left(model: torch.nn.Module) -> list[str]:
+    """Every hook still registered anywhere in ``model`` (Grad-CAM must leave none on a shared model)."""
+    left = []
+    for name, m in model.named_modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            if getattr(m, attr, None):
+                left.append(f"{name or '<root>'}.{attr}")
+    return left

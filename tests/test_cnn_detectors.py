@@ -11,6 +11,8 @@ import threading
 
 import numpy as np
 import pytest
+
+from conftest import hooks_left
 import torch
 from PIL import Image
 
@@ -64,13 +66,6 @@ def _noise(w: int, h: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
     return Image.fromarray(arr, "RGB").convert(mode)
 
 
-def _hooks_left(model: torch.nn.Module) -> list[str]:
-    left = []
-    for name, m in model.named_modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            if getattr(m, attr, None):
-                left.append(f"{name or '<root>'}.{attr}")
-    return left
 
 
 # --------------------------------------------------------------------------------------------- configs
@@ -264,7 +259,7 @@ def test_gradcam_shape_range_and_no_side_effects(dets, det_id):
     assert exp.image_size == (45, 37)
     layer = model.get_submodule(exp.target_layer)
     assert not layer._forward_hooks and not layer._backward_hooks
-    assert _hooks_left(model) == []
+    assert hooks_left(model) == []
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert [p.requires_grad for p in model.parameters()] == flags
@@ -316,7 +311,7 @@ def test_gradcam_inside_inference_mode_and_from_two_threads(dets):
     for t in threads:
         t.join()
     assert not errors and len(out) == 2 and all(np.array_equal(h, ref) for h in out)
-    assert _hooks_left(det.model) == []
+    assert hooks_left(det.model) == []
 
 
 def test_heatmap_to_image_places_and_resizes():

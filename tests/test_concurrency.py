@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import hooks_left
 from core.examples import list_examples, load_example
 from core.registry import create_detector
 
@@ -21,9 +22,6 @@ def _images() -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 256, (48 + 8 * i, 64, 3), dtype=np.uint8)) for i in range(4)]
 
 
-def _hooks(model: torch.nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks)
-               for m in model.modules())
 
 
 @pytest.mark.timeout(600)
@@ -43,7 +41,7 @@ def test_eight_threads_share_a_cnn_detector_with_gradcam():
     for idx, logit, heat in out:
         assert abs(logit - ref[idx][0]) < 1e-5
         np.testing.assert_allclose(heat, ref[idx][1], atol=1e-5)
-    assert _hooks(det.model) == 0
+    assert hooks_left(det.model) == []
     assert all(torch.equal(v, params[k]) for k, v in det.model.state_dict().items())
     assert all(p.grad is None for p in det.model.parameters())
 
@@ -65,7 +63,7 @@ def test_eight_threads_share_the_face_detector_with_gradcam():
     for r in out:
         assert abs(r.logit - ref.logit) < 1e-5 and len(r.faces) == len(ref.faces)
         np.testing.assert_allclose(r.faces[0].heatmap, ref.faces[0].heatmap, atol=1e-5)
-    assert _hooks(det.model) == 0
+    assert hooks_left(det.model) == []
 
 
 def test_four_app_sessions_keep_their_own_results(tiny_config, weights_home):

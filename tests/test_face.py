@@ -9,6 +9,8 @@ import threading
 import numpy as np
 import pytest
 
+from conftest import hooks_left
+
 
 import torch
 from PIL import Image
@@ -57,13 +59,6 @@ def _gradient(w: int = 320, h: int = 240) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
-def _no_hooks(model: torch.nn.Module) -> list[str]:
-    left = []
-    for name, m in model.named_modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            if getattr(m, attr, None):
-                left.append(f"{name or '<root>'}.{attr}")
-    return left
 
 
 # --------------------------------------------------------------------------------------------- spec / config
@@ -182,7 +177,7 @@ def test_gradcam_per_face_and_pasted(detector, group_image, group_explained):
         assert f.heatmap is not None and f.heatmap.shape == (256, 256) and f.heatmap.dtype == np.float32
         assert np.isfinite(f.heatmap).all() and f.heatmap.min() >= 0.0 and f.heatmap.max() <= 1.0
         assert f.heatmap.max() > 0.0
-    assert _no_hooks(detector.model) == []
+    assert hooks_left(detector.model) == []
     assert all(p.grad is None and p.requires_grad for p in detector.model.parameters())   # model as found
 
     full = paste_heatmaps(group_image.size, r.faces)
@@ -222,7 +217,7 @@ def test_gradcam_thread_safe(detector):
     for heat in results:
         assert heat is not None
         np.testing.assert_array_equal(heat, reference)
-    assert _no_hooks(detector.model) == []
+    assert hooks_left(detector.model) == []
 
 
 def test_paste_heatmaps_skips_faces_without_heatmap():

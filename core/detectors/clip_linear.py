@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.checkpoint import unwrap_state_dict
+from core.checkpoint import describe_mismatch, unwrap_state_dict
 from core.detectors.base import Detector
 from core.errors import WeightsCorrupt
 from core.registry import register_arch
@@ -156,22 +156,11 @@ class ClipLinear(nn.Module):
         """
         layout = self._backbone_layout
         where = f"backbone checkpoint {path}" if path else "backbone checkpoint"
-        missing = [k for k in layout if k != PROJ_KEY and k not in state_dict]
-        unexpected = [k for k in state_dict if k not in layout]
-        bad_shape = [k for k in state_dict if k in layout and tuple(state_dict[k].shape) != layout[k]]
+        parts = describe_mismatch(layout, state_dict, optional=(PROJ_KEY,))
         non_float = [k for k in state_dict if k in layout and not torch.is_floating_point(state_dict[k])]
-        if missing or unexpected or bad_shape or non_float:
-            parts = []
-            if missing:
-                parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
-            if unexpected:
-                parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
-            if bad_shape:
-                k = bad_shape[0]
-                parts.append(f"{len(bad_shape)} shape mismatches (e.g. {k}: file {tuple(state_dict[k].shape)} vs "
-                             f"model {layout[k]})")
-            if non_float:
-                parts.append(f"{len(non_float)} non-floating-point tensors (e.g. {non_float[:3]})")
+        if non_float:
+            parts.append(f"{len(non_float)} non-floating-point tensors (e.g. {non_float[:3]})")
+        if parts:
             raise WeightsCorrupt(
                 detector, f"{where} does not fit the {detector} backbone (expected {expected}): "
                           + "; ".join(parts) + ".", path=path)
