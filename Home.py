@@ -5,6 +5,7 @@ import streamlit as st
 
 from ui.analysis import current_ensemble, ensemble_keys, run_detectors, stored
 from ui.figures import ensemble_bar, p_fake_gauge_text
+from ui.forensics_views import ensemble_doubts, render_probe, render_reasons
 from ui.state import init_state
 from ui.status import status_table
 from ui.widgets import image_input, sidebar_settings
@@ -28,6 +29,8 @@ n_ready = int((table["status"] == "installed").sum())
 st.caption(f"{n_ready} of {len(table)} detectors ready (variant chosen in the sidebar). Detectors without weights "
            "are never run — no verdict is shown from missing or random weights.")
 st.page_link("pages/5_Models.py", label="Install or manage weights → Models", icon=":material/inventory_2:")
+st.page_link("pages/6_Forensics.py", label="No weights yet? Forensic evidence works without them → Forensics",
+             icon=":material/troubleshoot:")
 
 st.subheader("Analyse an image")
 picked = image_input("home")
@@ -54,8 +57,7 @@ if picked is not None:
             c2.metric("Mean-logit fusion P(fake)", p_fake_gauge_text(ens.p_mean_logit))
             c3.metric("Soft-OR P(fake)", p_fake_gauge_text(ens.p_soft_or))
             st.write(ens.explanation)
-            for reason in ens.reasons:
-                st.warning(f"Reason to doubt: {reason}.")
+            render_reasons(ensemble_doubts(cur, ens, results))
             if ens.votes:
                 st.plotly_chart(ensemble_bar(ens), key="home.chart")
             face = stored(cur.sha256).get(face_key) if face_key else None

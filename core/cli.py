@@ -323,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ensemble", action="store_true", help="do not add the ensemble of the chosen detectors")
     s.add_argument("--out", required=True, help="folder for predictions.csv and metrics.json")
     s.set_defaults(func=cmd_evaluate)
+    from core.report_cli import add_report_command
+    add_report_command(sub)
     return p
 
 

@@ -10,6 +10,7 @@ from core.explain import CAVEAT
 from core.registry import get_spec, list_detectors
 from ui.analysis import stored
 from ui.figures import draw_boxes, heat_overlay, p_fake_gauge_text
+from ui.forensics_views import render_probe, render_reasons, result_doubts
 from ui.models import apply_threads, availability, get_detector, variants_of
 from ui.state import init_state
 from ui.widgets import image_input, sidebar_settings
@@ -75,6 +76,7 @@ with right:
     st.markdown(f"**Model input:** {res.input_size[0]}×{res.input_size[1]}"
                 f"{' (resampled)' if res.resized else ' (no resampling)'}  \n**Preprocessing:** {res.preprocessing}")
     st.caption(f"Weights sha256: `{res.weights_sha256}`")
+    render_reasons(result_doubts(cur, res))
     st.download_button("Download result (JSON)", json.dumps(res.to_dict(), indent=1), f"{spec.key}.json",
                        "application/json", key="single.download")
     det, _ = get_detector(spec.key)
@@ -88,3 +90,5 @@ with right:
         if float(exp.heatmap.max()) == 0.0:
             st.info("The map is empty: no region pushed this model towards 'fake'.")
         st.caption(CAVEAT)
+with st.expander("Robustness probe — does the verdict survive recompression, resizing, blur?"):
+    render_probe(cur, img, [spec.key], key_prefix="single")

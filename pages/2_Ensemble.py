@@ -7,6 +7,7 @@ import streamlit as st
 from core.ensemble import load_config
 from ui.analysis import current_ensemble, ensemble_keys, run_detectors, stored
 from ui.figures import ensemble_bar, p_fake_gauge_text
+from ui.forensics_views import ensemble_doubts, render_probe, render_reasons
 from ui.state import init_state
 from ui.widgets import image_input, persistent, sidebar_settings
 
@@ -67,8 +68,7 @@ with c_res:
     m3.metric("Mean-logit P(fake)", p_fake_gauge_text(ens.p_mean_logit))
     m4.metric("Soft-OR P(fake)", p_fake_gauge_text(ens.p_soft_or))
     st.write(ens.explanation)
-    for reason in ens.reasons:
-        st.warning(f"Reason to doubt: {reason}.")
+    render_reasons(ensemble_doubts(cur, ens, results))
     for line in ens.excluded:
         st.caption(line)
 if ens.votes:
@@ -78,3 +78,5 @@ if ens.votes:
         "logit": round(v.logit, 4), "confidence": round(v.score, 4), "votes": v.voted, "weight": v.weight,
         "effective weight": round(v.effective_weight, 3), "time (s)": round(v.elapsed_s, 2)} for v in ens.votes]),
         hide_index=True, key="ensemble.table")
+    with st.expander("Robustness probe — does the verdict survive recompression, resizing, blur?"):
+        render_probe(cur, img, keys, key_prefix="ensemble")
