@@ -159,22 +159,29 @@ class Detector:
         """
         budget = int(self.spec.options.get("batch_pixels", 1 << 20))
         results: list[DetectionResult | None] = [None] * len(images)
-        prepared: list[tuple[int, Prepared, float]] = []
+        # Prepare lazily and flush a shape's bucket as soon as it is full: memory stays bounded by one batch per
+        # shape instead of holding every prepared tensor of a large evaluation at once.
+        pending: dict[tuple[int, ...], list[tuple[int, Prepared, float]]] = {}
+
+        def flush(shape: tuple[int, ...]) -> None:
+            chunk = pending.pop(shape, [])
+            if not chunk:
+                return
+            t0 = time.perf_counter()
+            scores = self._run_score([p for _, p, _ in chunk])
+            share = (time.perf_counter() - t0) / len(chunk)
+            for (i, prep, t_prep), (logit, det) in zip(chunk, scores):
+                results[i] = self._result(prep, logit, t_prep + share, det)
+
         for i, img in enumerate(images):
             t0 = time.perf_counter()
-            prepared.append((i, self.prepare(img), time.perf_counter() - t0))
-        groups: dict[tuple[int, ...], list[tuple[int, Prepared, float]]] = {}
-        for item in prepared:
-            groups.setdefault(tuple(item[1].tensor.shape), []).append(item)
-        for shape, items in groups.items():
-            step = max(1, min(batch_size, budget // max(1, shape[-1] * shape[-2])))
-            for s in range(0, len(items), step):
-                chunk = items[s:s + step]
-                t0 = time.perf_counter()
-                scores = self._run_score([p for _, p, _ in chunk])
-                share = (time.perf_counter() - t0) / len(chunk)
-                for (i, prep, t_prep), (logit, det) in zip(chunk, scores):
-                    results[i] = self._result(prep, logit, t_prep + share, det)
+            prep = self.prepare(img)
+            shape = tuple(prep.tensor.shape)
+            pending.setdefault(shape, []).append((i, prep, time.perf_counter() - t0))
+            if len(pending[shape]) >= max(1, min(batch_size, budget // max(1, shape[-1] * shape[-2]))):
+                flush(shape)
+        for shape in list(pending):
+            flush(shape)
         return [r for r in results if r is not None]
 
     # ------------------------------------------------------------------ explanation
