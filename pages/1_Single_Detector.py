@@ -73,6 +73,8 @@ with right:
         m3, m4 = st.columns(2)
         m3.metric("Threshold", f"{res.threshold:.2f}")
         m4.metric("Time", f"{res.elapsed_s:.2f} s")
+    if res.details.get("precision") == "bf16":
+        st.caption("Computed in fast mode (bfloat16); turn it off in the sidebar for the faithful float32 score.")
     st.markdown(f"**Model input:** {res.input_size[0]}×{res.input_size[1]}"
                 f"{' (resampled)' if res.resized else ' (no resampling)'}  \n**Preprocessing:** {res.preprocessing}")
     st.caption(f"Weights sha256: `{res.weights_sha256}`")

@@ -182,3 +182,25 @@ def test_bad_upload_is_one_clear_sentence(decided, data):
     assert not at.exception
     assert at.error and at.error[0].value.startswith("evil.png: ")
     assert not at.button                                 # nothing to analyse
+
+
+def test_fast_mode_applies_only_where_validated(tiny_config, weights_home, tmp_path):
+    from core import weights as W
+    from core.registry import get_spec
+    from conftest import TINY_YAML, make_tiny_checkpoint
+    (tiny_config / "tiny.yaml").write_text(TINY_YAML.format(weight=0.5).replace(
+        "explain: {target_layer: conv2}", "explain: {target_layer: conv2}\noptions: {fast_bf16: true}"))
+    (tiny_config / "slow.yaml").write_text(TINY_YAML.format(weight=0.5).replace("id: TINY", "id: SLOW"))
+    for det_id in ("TINY", "SLOW"):
+        W.import_file(make_tiny_checkpoint(tmp_path / f"{det_id}.pt", bias=2.0), get_spec(det_id))
+    at = _home()
+    at.toggle(key="settings.fast._w").set_value(True).run()
+    at.switch_page("pages/1_Single_Detector.py").run()
+    at.file_uploader(key="single.upload").upload("x.png", png_bytes((40, 30)), "image/png").run()
+    for det_id, fast in (("TINY", True), ("SLOW", False)):
+        at.selectbox(key="single.detector").set_value(det_id).run()
+        at.button(key="single.run").click().run()
+        assert not at.exception
+        assert ("fast mode (bfloat16)" in _texts(at)) is fast, det_id
+        res = at.session_state["analyse.results"][at.session_state["analyse.image"].sha256][f"{det_id}:original"]
+        assert res.details.get("precision") == ("bf16" if fast else None)

@@ -44,9 +44,17 @@ def availability(key: str) -> Availability:
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _load(key: str, stamp: str) -> Detector:
-    # ``stamp`` changes when a checkpoint is imported/replaced, so a stale model is never served.
-    return create_detector(key)
+def _load(key: str, stamp: str, precision: str = "fp32") -> Detector:
+    # ``stamp`` changes when a checkpoint is imported/replaced, so a stale model is never served; each precision
+    # is its own cached instance because a shared model must never change under another session.
+    det = create_detector(key)
+    det.set_precision(precision)
+    return det
+
+
+def precision_for(spec: DetectorSpec) -> str:
+    """"bf16" when the sidebar's fast mode is on and the detector's YAML validated it (``options.fast_bf16``)."""
+    return "bf16" if st.session_state.get("settings.fast") and spec.options.get("fast_bf16") else "fp32"
 
 
 def get_detector(key: str) -> tuple[Detector | None, str]:
@@ -55,7 +63,7 @@ def get_detector(key: str) -> tuple[Detector | None, str]:
     if not av.ready:
         return None, f"{av.spec.key}: {av.state}. {av.message}"
     try:
-        return _load(av.spec.key, av.stamp), ""
+        return _load(av.spec.key, av.stamp, precision_for(av.spec)), ""
     except DeepfakeLensError as exc:
         return None, str(exc)
 

@@ -9,6 +9,7 @@ DEFAULTS = {
     "settings.device": "cpu",
     "settings.threads": max(1, min(2, os.cpu_count() or 1)),
     "settings.variants": {},
+    "settings.fast": False,         # bf16 fast mode, only for detectors whose YAML validated it
     "analyse.image": None,          # ui.widgets.CurrentImage
     "analyse.results": {},          # image sha256 → {ID:variant → DetectionResult}
     "analyse.errors": {},           # image sha256 → {ID:variant → sentence}
