@@ -243,6 +243,11 @@ def _read_file_nofollow(path: str) -> bytes:
         os.close(fd)
 
 
+def _printable(name: str) -> str:
+    """``name`` with undecodable bytes (surrogate escapes from the file system) replaced by U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def from_folder(root: str | Path, *, name: str | None = None) -> Dataset:
     """Every file under a folder on this machine (symlinks are reported, never followed; hidden folders such as
     ``.git`` are not descended into).
@@ -292,7 +297,10 @@ def from_folder(root: str | Path, *, name: str | None = None) -> Dataset:
             else:
                 entries.append((rel, full, st.st_size, "ok", ""))
         _check_count(len(entries), str(base))
-    notes = tuple(f"hidden folder {h}/ was not read" for h in hidden)
+    # A name that is not valid UTF-8 (a Latin-1 file system, a hostile archive unpacked) keeps its real bytes
+    # for reading (ref) but is shown, labelled and written to CSV with U+FFFD in place of the bad bytes.
+    entries = [(_printable(p), ref, size, status, reason) for p, ref, size, status, reason in entries]
+    notes = tuple(f"hidden folder {_printable(h)}/ was not read" for h in hidden)
     return Dataset(name or base.name or str(base), "folder", tuple(_labelled(entries)), notes,
                    reader=_read_file_nofollow)
 
