@@ -77,6 +77,18 @@ def main() -> None:
             page.wait_for_timeout(1500)
             page.screenshot(path=str(OUT / "face_gradcam.png"), full_page=False)
 
+            page.get_by_role("link", name="Forensics").first.click()
+            page.get_by_text("Frequency").first.wait_for(timeout=60_000)
+            pick_example("Nearest-neighbour upsampled texture (rendered by this project; shows up-sampling traces)")
+            page.wait_for_timeout(6000)
+            page.screenshot(path=str(OUT / "forensics.png"), full_page=False)
+
+            page.get_by_role("link", name="Evaluation").first.click()
+            page.get_by_role("button", name="Run the demo evaluation").click()
+            page.get_by_text("Confusion matrices").wait_for(timeout=120_000)
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(OUT / "evaluation.png"), full_page=False)
+
             page.get_by_role("link", name="Models").first.click()
             page.get_by_text("Import the Truebees bundle").wait_for(timeout=60_000)
             page.wait_for_timeout(1000)
