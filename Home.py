@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui.analysis import current_ensemble, ensemble_keys, run_detectors, stored
 from ui.figures import ensemble_bar, p_fake_gauge_text
-from ui.forensics_views import ensemble_doubts, render_probe, render_reasons
+from ui.forensics_views import ensemble_doubts, render_reasons
 from ui.state import init_state
 from ui.status import status_table
 from ui.widgets import image_input, sidebar_settings

@@ -27,9 +27,7 @@ def _status_rows(verify: bool = False) -> list[dict]:
     from core.registry import list_specs
     rows = []
     for spec in list_specs():
-        for part in ("weights", "backbone"):
-            if (spec.weights if part == "weights" else spec.backbone) is None:
-                continue
+        for part, _ in W.parts(spec):
             st = W.status(spec, part, verify=verify)
             rows.append({"detector": spec.id, "variant": spec.variant, "part": part, "state": st.state,
                          "path": str(st.path) if st.path else None, "sha256": st.sha256, "message": st.message})
@@ -92,8 +90,7 @@ def cmd_weights_download(args: argparse.Namespace) -> int:
     from core import weights as W
     from core.registry import get_spec
     spec = get_spec(args.detector)
-    parts = [args.part] if args.part else [p for p in ("weights", "backbone")
-                                           if (spec.weights if p == "weights" else spec.backbone) is not None]
+    parts = [args.part] if args.part else [p for p, _ in W.parts(spec)]
     for part in parts:
         bar = _progress_bar(f"{spec.key} {part}")
         try:

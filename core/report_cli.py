@@ -35,11 +35,7 @@ def _lookup(mapping: dict[str, str], spec) -> str | None:  # noqa: ANN001 - Dete
 
 def _installed(spec) -> bool:  # noqa: ANN001
     from core import weights as W
-    for part in ("weights", "backbone"):
-        if (spec.weights if part == "weights" else spec.backbone) is not None:
-            if W.status(spec, part).state != "installed":
-                return False
-    return True
+    return all(W.status(spec, part).state == "installed" for part, _ in W.parts(spec))
 
 
 def select_detectors(names: Sequence[str] | None, weights: dict[str, str], backbones: dict[str, str]):

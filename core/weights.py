@@ -23,7 +23,7 @@ from core.checkpoint import load_checkpoint
 from core.errors import DownloadError, WeightsCorrupt, WeightsError, WeightsUnavailable
 from core.specs import DetectorSpec, WeightSource, WeightsSpec
 
-__all__ = ["weights_dir", "installed_path", "resolve_weights", "sha256_file", "git_blob_sha1", "load_checkpoint",
+__all__ = ["weights_dir", "parts", "installed_path", "resolve_weights", "sha256_file", "git_blob_sha1", "load_checkpoint",
            "download_url", "download", "import_file", "import_bundle", "status", "delete", "how_to_fix",
            "WeightsStatus", "ImportReport"]
 
@@ -41,6 +41,11 @@ def weights_dir(override: str | Path | None = None) -> Path:
         return Path(override).expanduser()
     env = os.environ.get("DEEPFAKE_LENS_WEIGHTS")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "deepfake-lens" / "weights"
+
+
+def parts(spec: DetectorSpec) -> list[tuple[str, WeightsSpec]]:
+    """The checkpoints a variant needs, as ``(part, spec)``: ``"weights"`` and, for CLIP detectors, ``"backbone"``."""
+    return [(p, ws) for p, ws in (("weights", spec.weights), ("backbone", spec.backbone)) if ws is not None]
 
 
 def _part(spec: DetectorSpec, part: str) -> WeightsSpec:
@@ -152,7 +157,7 @@ def how_to_fix(spec: DetectorSpec, part: str = "weights") -> str:
     where = "; ".join(s.describe() for s in ws.sources if s.type != "local") or "the model's authors"
     bundle = any(s.type == "bundle" for s in ws.sources)
     name = spec.key if part == "weights" else f"{spec.key} --part backbone"
-    cmd = (f"python -m core weights import TRUEBEES_BUNDLE.zip" if bundle
+    cmd = ("python -m core weights import TRUEBEES_BUNDLE.zip" if bundle
            else f"python -m core weights import FILE --detector {name}")
     dl = "" if bundle else f", or `python -m core weights download {spec.key}` when online"
     return (f"Get {ws.file} from {where} and install it with `{cmd}` (or the Models page){dl}.")

@@ -6,7 +6,7 @@ import streamlit as st
 from core import weights as W
 from core.errors import DeepfakeLensError
 from core.registry import list_specs
-from ui.model_admin import import_upload, parts_of, status_frame
+from ui.model_admin import import_upload, status_frame
 from ui.state import init_state
 from ui.widgets import sidebar_settings
 
@@ -40,7 +40,7 @@ if st.button("Import bundle", key="models.bundle_go", disabled=not (bundle_up or
 st.subheader("Each detector")
 for spec in list_specs():
     with st.expander(f"{spec.key} — {spec.card.title}"):
-        for part, ws in parts_of(spec):
+        for part, ws in W.parts(spec):
             stat = W.status(spec, part)
             st.markdown(f"**{part}** `{ws.file}` — **{stat.state}**" +
                         (f"  \nsha256 `{stat.sha256}` at `{stat.path}`" if stat.state == "installed" else ""))

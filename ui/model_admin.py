@@ -8,19 +8,14 @@ import pandas as pd
 
 from core import weights as W
 from core.registry import list_specs
-from core.specs import DetectorSpec, WeightsSpec
-
-
-def parts_of(spec: DetectorSpec) -> list[tuple[str, WeightsSpec]]:
-    """The checkpoints a variant needs: ("weights", ...) and, for CLIP detectors, ("backbone", ...)."""
-    return [(p, ws) for p, ws in (("weights", spec.weights), ("backbone", spec.backbone)) if ws is not None]
+from core.specs import DetectorSpec
 
 
 def status_frame() -> pd.DataFrame:
     """Every checkpoint of every variant with its state, sha256 and licence."""
     rows = []
     for spec in list_specs():
-        for part, ws in parts_of(spec):
+        for part, ws in W.parts(spec):
             st_ = W.status(spec, part)
             rows.append({"detector": spec.id, "variant": spec.variant, "part": part, "file": ws.file,
                          "status": "installed" if st_.state == "installed" else (

@@ -31,9 +31,7 @@ def availability(key: str) -> Availability:
     """Check (cheaply: hashes are cached) whether a variant's checkpoint(s) are installed."""
     spec = get_spec(key)
     stamp, problems, state = [], [], "installed"
-    for part in ("weights", "backbone"):
-        if (spec.weights if part == "weights" else spec.backbone) is None:
-            continue
+    for part, _ in W.parts(spec):
         st_ = W.status(spec, part)
         if st_.state != "installed":
             state = "corrupt" if st_.state == "corrupt" else "weights not installed"

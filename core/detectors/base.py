@@ -14,7 +14,7 @@ from PIL import Image
 from core.checkpoint import load_strict, unwrap_state_dict
 from core.errors import BadImage, WeightsCorrupt
 from core.explain import Explanation, get_submodule_by_path, gradcam, heatmap_to_image, input_gradients_only
-from core.preprocess import Prepared, build_transform, describe
+from core.preprocess import Prepared, build_transform
 from core.results import DetectionResult
 from core.specs import DetectorSpec
 
