@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 from PIL import Image
 
+from core import settings
 from core.io import load_image
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "data" / "examples"
+EXAMPLES_DIR = settings.EXAMPLES_DIR
 
 
 @dataclass(frozen=True)

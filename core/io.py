@@ -10,12 +10,11 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core import settings
 from core.errors import BadImage
 
 # Refuse images above this many pixels before decoding them (a 20000x20000 image or a decompression bomb would
 # otherwise take gigabytes). Overridable for analysts with huge scans.
-MAX_PIXELS = int(os.environ.get("DEEPFAKE_LENS_MAX_PIXELS", 100_000_000))
-MAX_BYTES = int(os.environ.get("DEEPFAKE_LENS_MAX_BYTES", 200 * 1024 * 1024))
 
 NOTE_KEY = "deepfake_lens.note"
 
@@ -78,8 +77,8 @@ def load_image(src: ImageSource) -> Image.Image:
                 size = path.stat().st_size
                 if size == 0:
                     raise BadImage(name, "the file is empty (0 bytes).")
-                if size > MAX_BYTES:
-                    raise BadImage(name, f"the file is {size / 1e6:.0f} MB, above the {MAX_BYTES / 1e6:.0f} MB limit.")
+                if size > settings.max_bytes():
+                    raise BadImage(name, f"the file is {size / 1e6:.0f} MB, above the {settings.max_bytes() / 1e6:.0f} MB limit.")
                 data = path.read_bytes()
             elif isinstance(src, (bytes, bytearray, memoryview)):
                 data = bytes(src)
@@ -89,15 +88,15 @@ def load_image(src: ImageSource) -> Image.Image:
             raise BadImage(name, f"could not be read ({exc.strerror or exc}).") from None
         if not data:
             raise BadImage(name, "the file is empty (0 bytes).")
-        if len(data) > MAX_BYTES:
-            raise BadImage(name, f"the file is {len(data) / 1e6:.0f} MB, above the {MAX_BYTES / 1e6:.0f} MB limit.")
+        if len(data) > settings.max_bytes():
+            raise BadImage(name, f"the file is {len(data) / 1e6:.0f} MB, above the {settings.max_bytes() / 1e6:.0f} MB limit.")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             # Pillow's own bomb guard fired on the header: refuse without decoding anything
-            raise BadImage(name, f"declares more pixels than the {MAX_PIXELS / 1e6:.0f} MP limit this tool decodes "
+            raise BadImage(name, f"declares more pixels than the {settings.max_pixels() / 1e6:.0f} MP limit this tool decodes "
                                  "(a decompression bomb or a huge scan).") from None
         except UnidentifiedImageError:
             img = None
@@ -117,8 +116,8 @@ def load_image(src: ImageSource) -> Image.Image:
     w, h = img.size
     if w <= 0 or h <= 0:
         raise BadImage(name, "has no pixels.")
-    if w * h > MAX_PIXELS:
-        raise BadImage(name, f"is {w}×{h} pixels ({w * h / 1e6:.0f} MP), above the {MAX_PIXELS / 1e6:.0f} MP limit "
+    if w * h > settings.max_pixels():
+        raise BadImage(name, f"is {w}×{h} pixels ({w * h / 1e6:.0f} MP), above the {settings.max_pixels() / 1e6:.0f} MP limit "
                              "this tool decodes (set DEEPFAKE_LENS_MAX_PIXELS to raise it).")
     animated = False
     try:

@@ -4,29 +4,15 @@ Convention everywhere: ``p_fake`` in [0, 1] and the raw ``logit`` with positive 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
+from core.convert import to_jsonable
+
 Label = Literal["real", "fake", "no_face"]
-
-
-def _jsonable(value: Any) -> Any:
-    """Turn tuples/mappings/numpy scalars into plain JSON types; NaN becomes None."""
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, (np.floating, np.integer)):
-        return _jsonable(value.item())
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    return value
 
 
 @dataclass(frozen=True)
@@ -45,7 +31,7 @@ class FaceResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (the heatmap is left out)."""
-        return _jsonable({
+        return to_jsonable({
             "index": self.index, "box": self.box, "detection_prob": self.detection_prob,
             "landmarks": self.landmarks, "logit": self.logit, "p_fake": self.p_fake,
             "label": self.label, "crop_box": self.crop_box,
@@ -84,7 +70,7 @@ class DetectionResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (NaN → null, tuples → lists)."""
-        return _jsonable({
+        return to_jsonable({
             "detector_id": self.detector_id, "variant": self.variant, "logit": self.logit,
             "p_fake": self.p_fake, "label": self.label, "threshold": self.threshold,
             "elapsed_s": self.elapsed_s, "image_size": self.image_size, "input_size": self.input_size,

@@ -20,7 +20,6 @@ def main() -> None:
     import os
 
     import torch
-
     from browser import browser_page, streamlit_app
     from conftest import install_tiny_detectors
 
@@ -31,12 +30,13 @@ def main() -> None:
         os.environ["DEEPFAKE_LENS_CONFIG_DIRS"] = str(cfg)
         os.environ["DEEPFAKE_LENS_WEIGHTS"] = str(wd)
         install_tiny_detectors(cfg, wd, {"TEST_A": (0.6, 2.0), "TEST_B": (0.4, -1.2)})
-        from core import weights as W
-        from core.registry import create_detector, get_spec
+        from core.models import install
+        from core.models.factory import create_detector
+        from core.models.registry import get_spec
         det = create_detector("FACE", pretrained=False)
         torch.manual_seed(0)
         torch.save({"model_state_dict": det.model.state_dict()}, Path(tmp) / "face.pth")
-        W.import_file(Path(tmp) / "face.pth", get_spec("FACE"), weights_dir=wd)
+        install.import_file(Path(tmp) / "face.pth", get_spec("FACE"), weights_dir=wd)
         env = {"DEEPFAKE_LENS_CONFIG_DIRS": str(cfg), "DEEPFAKE_LENS_WEIGHTS": str(wd), "HF_HUB_OFFLINE": "1"}
         with streamlit_app(env) as url, browser_page(1400, 1900) as page:
             def pick_example(name: str) -> None:

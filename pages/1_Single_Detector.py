@@ -6,8 +6,8 @@ import json
 import streamlit as st
 
 from core.errors import DeepfakeLensError
-from core.explain import CAVEAT
-from core.registry import get_spec, list_detectors
+from core.models.explain import CAVEAT
+from core.models.registry import get_spec, list_detectors
 from ui.analysis import stored
 from ui.figures import draw_boxes, heat_overlay, p_fake_gauge_text
 from ui.forensics_views import render_probe, render_reasons, result_doubts

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.ensemble import load_config
+from core.verdict.ensemble import load_config
 from ui.analysis import current_ensemble, ensemble_keys, run_detectors, stored
 from ui.figures import ensemble_bar, p_fake_gauge_text
 from ui.forensics_views import ensemble_doubts, render_probe, render_reasons

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.explain import CAVEAT
-from core.registry import get_spec
+from core.models.explain import CAVEAT
+from core.models.registry import get_spec
 from ui.faces import detect_faces, score_faces
 from ui.figures import draw_boxes, heat_overlay, p_fake_gauge_text
 from ui.models import availability, variant_choice

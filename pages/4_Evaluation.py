@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.datasets import from_examples
+from core.evaluation.datasets import from_examples
 from ui import evaluation as ev
 from ui.state import init_state
 from ui.widgets import sidebar_settings

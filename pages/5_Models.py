@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import weights as W
 from core.errors import DeepfakeLensError
-from core.registry import list_specs
+from core.models import weights as W
+from core.models.registry import list_specs
 from ui.model_admin import import_upload, status_frame
 from ui.state import init_state
 from ui.widgets import sidebar_settings

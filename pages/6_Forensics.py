@@ -4,9 +4,18 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import BadImage
-
-from ui.forensics_views import (metadata, render_ela, render_frequency, render_metadata, render_noise, render_npr,
-                                render_overview, render_probe, render_report, views)
+from ui.forensics_views import (
+    metadata,
+    render_ela,
+    render_frequency,
+    render_metadata,
+    render_noise,
+    render_npr,
+    render_overview,
+    render_probe,
+    render_report,
+    views,
+)
 from ui.state import init_state
 from ui.widgets import image_input, sidebar_settings
 

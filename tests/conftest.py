@@ -73,7 +73,7 @@ def make_tiny_checkpoint(path: Path, seed: int = 0, container: str = "model", bi
 
     ``bias`` makes a decided test detector: the head ignores the image and outputs that logit.
     """
-    from core.detectors.tiny import TinyCNN
+    from core.models.detectors.tiny import TinyCNN
     torch.manual_seed(seed)
     sd = TinyCNN().state_dict()
     if bias is not None:
@@ -85,14 +85,14 @@ def make_tiny_checkpoint(path: Path, seed: int = 0, container: str = "model", bi
 
 def install_tiny_detectors(config_dir: Path, weights_dir: Path, specs: dict[str, tuple[float, float]]) -> None:
     """Declare and install decided tiny detectors: id → (ensemble weight, logit)."""
-    from core import weights as W
-    from core.registry import get_spec
+    from core.models import install
+    from core.models.registry import get_spec
     for det_id, (weight, logit) in specs.items():
         (config_dir / f"{det_id.lower()}.yaml").write_text(TINY_YAML.replace("id: TINY", f"id: {det_id}")
                                                            .format(weight=weight))
     for det_id, (_, logit) in specs.items():
         src = make_tiny_checkpoint(config_dir / f"{det_id}.pt", bias=logit)
-        W.import_file(src, get_spec(det_id), weights_dir=weights_dir)
+        install.import_file(src, get_spec(det_id), weights_dir=weights_dir)
 
 
 def hooks_left(model: torch.nn.Module) -> list[str]:

@@ -7,10 +7,16 @@ import math
 import numpy as np
 from PIL import Image
 
-from core.abstention import ForensicFacts, ensemble_reasons, facts_from_bytes, input_reasons, result_reasons
-from core.ensemble import EnsembleConfig, ensemble
 from core.results import DetectionResult
-from core.robustness import run_probe
+from core.verdict.abstention import (
+    ForensicFacts,
+    ensemble_reasons,
+    facts_from_bytes,
+    input_reasons,
+    result_reasons,
+)
+from core.verdict.ensemble import EnsembleConfig, ensemble
+from core.verdict.robustness import run_probe
 
 
 def res(det: str = "NPR", p: float = 0.95, *, image=(512, 512), inp=None, crop=None, resized=False,
@@ -44,7 +50,7 @@ def test_image_smaller_than_the_detector_input_was_enlarged():
 
 
 def test_enlargement_is_found_from_the_spec_even_when_the_crop_is_smaller_than_the_image():
-    from core.specs import PreprocessCfg
+    from core.models.specs import PreprocessCfg
     spec = type("Spec", (), {"preprocess": PreprocessCfg(mode="resize_crop", resize=256, crop=224)})()
     r = res("P2G", image=(240, 240), inp=(224, 224), crop=(9, 9, 231, 231), resized=True)
     assert result_reasons(r) == ()                                     # 240 > 224: invisible without the spec

@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 import streamlit as st
 import torch
-from streamlit.testing.v1 import AppTest
-
 from conftest import install_tiny_detectors, png_bytes
+from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
@@ -134,12 +133,13 @@ def test_face_page_finds_faces_without_classifier_weights():
 
 
 def test_face_page_scores_each_face_with_test_weights(weights_home, tmp_path):
-    from core import weights as W
-    from core.registry import create_detector, get_spec
+    from core.models import install
+    from core.models.factory import create_detector
+    from core.models.registry import get_spec
     det = create_detector("FACE", pretrained=False)
     ckpt = tmp_path / "face.pth"
     torch.save({"model_state_dict": det.model.state_dict()}, ckpt)
-    W.import_file(ckpt, get_spec("FACE"))
+    install.import_file(ckpt, get_spec("FACE"))
     at = _home()
     at.switch_page("pages/3_Face_GradCAM.py").run()
     at.selectbox(key="face.example").set_value("Astronaut (camera photo, one face)").run()
@@ -185,14 +185,15 @@ def test_bad_upload_is_one_clear_sentence(decided, data):
 
 
 def test_fast_mode_applies_only_where_validated(tiny_config, weights_home, tmp_path):
-    from core import weights as W
-    from core.registry import get_spec
     from conftest import TINY_YAML, make_tiny_checkpoint
+
+    from core.models import install
+    from core.models.registry import get_spec
     (tiny_config / "tiny.yaml").write_text(TINY_YAML.format(weight=0.5).replace(
         "explain: {target_layer: conv2}", "explain: {target_layer: conv2}\noptions: {fast_bf16: true}"))
     (tiny_config / "slow.yaml").write_text(TINY_YAML.format(weight=0.5).replace("id: TINY", "id: SLOW"))
     for det_id in ("TINY", "SLOW"):
-        W.import_file(make_tiny_checkpoint(tmp_path / f"{det_id}.pt", bias=2.0), get_spec(det_id))
+        install.import_file(make_tiny_checkpoint(tmp_path / f"{det_id}.pt", bias=2.0), get_spec(det_id))
     at = _home()
     at.toggle(key="settings.fast._w").set_value(True).run()
     at.switch_page("pages/1_Single_Detector.py").run()

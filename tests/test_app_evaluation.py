@@ -7,9 +7,8 @@ import zipfile
 import numpy as np
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
-
 from conftest import ROOT, TINY_YAML, make_tiny_checkpoint, png_bytes
+from streamlit.testing.v1 import AppTest
 
 PAGE = str(ROOT / "pages" / "4_Evaluation.py")
 
@@ -25,11 +24,11 @@ def _env(tiny_config, weights_home, tmp_path, monkeypatch):
 
 @pytest.fixture()
 def installed(tiny_config, weights_home, tmp_path):
-    from core import weights as W
-    from core.registry import get_spec
+    from core.models import install
+    from core.models.registry import get_spec
     (tiny_config / "tiny2.yaml").write_text(TINY_YAML.format(weight=0.3).replace("id: TINY", "id: TINY2"))
-    W.import_file(make_tiny_checkpoint(tmp_path / "a.pt", seed=0), get_spec("TINY"))
-    W.import_file(make_tiny_checkpoint(tmp_path / "b.pt", seed=3), get_spec("TINY2"))
+    install.import_file(make_tiny_checkpoint(tmp_path / "a.pt", seed=0), get_spec("TINY"))
+    install.import_file(make_tiny_checkpoint(tmp_path / "b.pt", seed=3), get_spec("TINY2"))
 
 
 def labelled_zip() -> bytes:
@@ -166,7 +165,7 @@ def test_predictions_csv_without_any_weights():
 
 
 def test_cancelled_run_is_rebuilt_from_the_cache(installed):
-    from core import datasets as D
+    from core.evaluation import datasets as D
     from ui.evaluation import Job
     at = page()
     ds = D.from_zip(labelled_zip(), name="eval.zip")
@@ -186,7 +185,7 @@ def test_cancelled_run_is_rebuilt_from_the_cache(installed):
 
 
 def test_figure_builders():
-    from core.metrics import binary_metrics
+    from core.evaluation.metrics import binary_metrics
     from ui import eval_figures as F
     y = np.array([0, 0, 0, 1, 1, 1])
     p = np.array([0.1, 0.4, 0.7, 0.3, 0.8, 0.9])

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from conftest import install_tiny_detectors
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import install_tiny_detectors
 from core.forensics import frequency_view
 from core.results import DetectionResult
-from core.robustness import run_probe
+from core.verdict.robustness import run_probe
 from ui.forensics_figures import probe_figure, radial_spectrum_figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +119,7 @@ def test_probe_can_be_embedded_on_another_page_for_one_detector(tiny_config, wei
         import numpy as np
         import streamlit as st
         from PIL import Image
+
         from ui.forensics_views import render_probe, result_doubts
         from ui.state import init_state
         from ui.widgets import CurrentImage
@@ -127,7 +128,7 @@ def test_probe_can_be_embedded_on_another_page_for_one_detector(tiny_config, wei
         cur = CurrentImage("x.png", b"png", "sha-x")
         probe = render_probe(cur, img, keys=["TA:original"], key_prefix="single")
         if probe is not None:
-            from core.registry import create_detector
+            from core.models.factory import create_detector
             st.write(f"doubts: {len(result_doubts(cur, create_detector('TA').predict(img)))}")
     at = AppTest.from_function(app, default_timeout=120).run()
     assert not at.exception, at.exception
@@ -140,14 +141,15 @@ def test_probe_can_be_embedded_on_another_page_for_one_detector(tiny_config, wei
 
 def test_reason_helpers_render_for_other_pages():
     def app():
+        import io
+
         import numpy as np
-        import streamlit as st
-        from core.ensemble import EnsembleConfig, ensemble
+        from PIL import Image
+
         from core.results import DetectionResult
+        from core.verdict.ensemble import EnsembleConfig, ensemble
         from ui.forensics_views import ensemble_doubts, render_reasons, result_doubts
         from ui.widgets import CurrentImage
-        import io
-        from PIL import Image
         buf = io.BytesIO()
         Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(buf, format="JPEG", quality=50)
         cur = CurrentImage("x.jpg", buf.getvalue(), "sha")

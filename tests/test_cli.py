@@ -8,7 +8,6 @@ import sys
 import zipfile
 
 import pytest
-
 from conftest import ROOT, make_tiny_checkpoint, png_bytes
 
 
@@ -82,8 +81,8 @@ def test_user_errors_exit_2_with_one_sentence(env, tmp_path, case):
         bad.write_bytes(make_tiny_checkpoint(tmp_path / "t.pt").read_bytes()[:100])
         args += ["--weights", str(bad)]
     elif case == "refused_weights":
-        from test_weights import _Evil
         import torch
+        from test_weights import _Evil
         evil = tmp_path / "evil.pt"
         torch.save({"model": _Evil(str(tmp_path / "pwned"))}, evil)
         args += ["--weights", str(evil)]

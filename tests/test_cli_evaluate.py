@@ -6,10 +6,10 @@ import json
 import zipfile
 
 import pytest
-
 from conftest import TINY_YAML, make_tiny_checkpoint, png_bytes
-from core.cli import main
 from test_cli import run
+
+from core.cli.main import main
 
 
 @pytest.fixture()

@@ -11,11 +11,11 @@ import math
 
 import pytest
 import torch
-
-from core.cli import main
-from core.examples import example_bytes, list_examples
-from core.registry import create_detector
 from golden_utils import SHARED
+
+from core.cli.main import main
+from core.examples import example_bytes, list_examples
+from core.models.factory import create_detector
 
 pytestmark = pytest.mark.slow
 

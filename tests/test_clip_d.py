@@ -17,9 +17,10 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
-from core.detectors.clip_linear import PROJ_KEY, ClipLinear, build_open_clip
 from core.errors import WeightsCorrupt
-from core.registry import create_detector, get_spec
+from core.models.detectors.clip_linear import PROJ_KEY, ClipLinear, build_open_clip
+from core.models.factory import create_detector
+from core.models.registry import get_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARCH = "test-tiny-clip-d-vit"           # an open_clip config registered only for these tests

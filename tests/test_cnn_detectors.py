@@ -11,18 +11,22 @@ import threading
 
 import numpy as np
 import pytest
-
-from conftest import hooks_left
 import torch
+from conftest import hooks_left
 from PIL import Image
 
-from core.checkpoint import unwrap_state_dict
-from core.detectors.base import Detector
-from core.detectors.npr import NPRResNet, npr_residual
-from core.detectors.resnet_nodown import NoDownResNet50, PrototypeScore, TrueFakeR50
 from core.errors import BadImage, WeightsCorrupt
-from core.explain import CAVEAT, Explanation, heatmap_to_image
-from core.registry import create_detector, get_spec, list_specs
+from core.models.checkpoint import unwrap_state_dict
+from core.models.detectors.base import Detector
+from core.models.detectors.npr import NPRResNet, npr_residual
+from core.models.detectors.resnet_nodown import (
+    NoDownResNet50,
+    PrototypeScore,
+    TrueFakeR50,
+)
+from core.models.explain import CAVEAT, Explanation, heatmap_to_image
+from core.models.factory import create_detector
+from core.models.registry import get_spec, list_specs
 
 CNN = ("R50_TF", "R50_nodown", "NPR")
 
@@ -333,7 +337,8 @@ def test_explain_without_a_target_layer_says_so(dets):
 def test_bf16_fast_path_is_opt_in_and_labelled():
     import numpy as _np
     from PIL import Image as _Image
-    from core.registry import create_detector as _create
+
+    from core.models.factory import create_detector as _create
     det = _create("NPR", pretrained=False)
     img = _Image.fromarray(_np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=_np.uint8))
     ref = det.predict(img)

@@ -1,18 +1,17 @@
 """Shared cached detectors under 8 threads give the single-thread results; app sessions stay separate."""
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import hooks_left
 from PIL import Image
 
-from conftest import hooks_left
 from core.examples import list_examples, load_example
-from core.registry import create_detector
+from core.models.factory import create_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,9 +67,8 @@ def test_eight_threads_share_the_face_detector_with_gradcam():
 
 def test_four_app_sessions_keep_their_own_results(tiny_config, weights_home):
     import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
     from conftest import install_tiny_detectors, png_bytes
+    from streamlit.testing.v1 import AppTest
     st.cache_resource.clear()
     install_tiny_detectors(tiny_config, weights_home, {"TA": (0.6, 3.0), "TB": (0.4, -3.0)})
     sessions = [AppTest.from_file(str(ROOT / "Home.py"), default_timeout=120).run() for _ in range(4)]

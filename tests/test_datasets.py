@@ -1,4 +1,4 @@
-"""core.datasets: labels from folder names, every hostile-archive case as a row, nothing extracted anywhere."""
+"""core.evaluation.datasets: labels from folder names, every hostile-archive case as a row, nothing extracted anywhere."""
 from __future__ import annotations
 
 import io
@@ -9,10 +9,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import png_bytes
-from core import datasets as D
-from core.datasets import DatasetError, label_from_name, parse_label, sanitize_name
+
+from core.evaluation import datasets as D
+from core.evaluation.datasets import (
+    DatasetError,
+    label_from_name,
+    parse_label,
+    sanitize_name,
+)
 
 
 @pytest.mark.parametrize("path, label, group", [
@@ -138,7 +143,7 @@ def test_folder_errors(tmp_path):
 
 
 def test_too_many_files_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "MAX_FILES", 3)
+    monkeypatch.setenv("DEEPFAKE_LENS_MAX_FILES", "3")
     _tree(tmp_path / "s", {f"real/{i}.png": b"x" for i in range(5)})
     with pytest.raises(DatasetError, match="above the limit"):
         D.from_folder(tmp_path / "s")
@@ -232,7 +237,7 @@ def test_zip_total_size_limit(monkeypatch):
         for i in range(4):
             zf.writestr(f"real/{i}.png", png_bytes(seed=i))
     size = len(png_bytes(seed=0))
-    monkeypatch.setattr(D, "MAX_ARCHIVE_BYTES", int(size * 2.5))
+    monkeypatch.setenv("DEEPFAKE_LENS_MAX_ARCHIVE_BYTES", str(int(size * 2.5)))
     ds = D.from_zip(buf.getvalue())
     st = [it.status for it in ds.items]
     assert st.count("ok") == 2 and st.count("skipped") == 2

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from browser import browser_page, chromium_available, streamlit_app
 from conftest import install_tiny_detectors, png_bytes
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from core.ensemble import EnsembleConfig, ensemble, load_config
 from core.results import DetectionResult
+from core.verdict.ensemble import EnsembleConfig, ensemble, load_config
 
 
 def r(det: str, p: float, thr: float = 0.5, label: str | None = None) -> DetectionResult:

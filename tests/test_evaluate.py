@@ -1,4 +1,4 @@
-"""core.evaluate: batching, progress, cancel, the on-disk score cache, rows preserved, predictions CSVs."""
+"""core.evaluation.runner: batching, progress, cancel, the on-disk score cache, rows preserved, predictions CSVs."""
 from __future__ import annotations
 
 import threading
@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_YAML, make_tiny_checkpoint, png_bytes
-from core import datasets as D
-from core import evaluate as E
+
 from core.errors import BadImage
-from core.metrics import binary_metrics
-from core.registry import create_detector
+from core.evaluation import datasets as D
+from core.evaluation import runner as E
+from core.evaluation.metrics import binary_metrics
+from core.models.factory import create_detector
 
 
 @pytest.fixture(autouse=True)
@@ -173,8 +173,8 @@ def test_one_failing_image_does_not_stop_the_batch(two_tiny):
 
 
 def test_ensemble_uses_core_ensemble_and_its_verdict(two_tiny):
-    from core.ensemble import ensemble, load_config
     from core.io import load_image
+    from core.verdict.ensemble import ensemble, load_config
     a, b = two_tiny[0](), two_tiny[1]()
     files = labelled_uploads(corrupt=1)
     run = E.evaluate(D.from_uploads(files), [a, b], cache=False)

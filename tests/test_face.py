@@ -8,20 +8,23 @@ import threading
 
 import numpy as np
 import pytest
-
-from conftest import hooks_left
-
-
 import torch
+from conftest import hooks_left
 from PIL import Image
 
-from core.detectors import face as face_mod
-from core.detectors.face import FaceCfg, FaceDetector, find_faces, paste_heatmaps
 from core.errors import BadImage, ConfigError
-from core.explain import Explanation, get_submodule_by_path
-from core.registry import create_detector, get_spec
-from tests.golden_utils import GOLDEN, fill_state_dict, golden, golden_image, requires_golden
-
+from core.models.detectors import face as face_mod
+from core.models.detectors.face import FaceCfg, FaceDetector, find_faces, paste_heatmaps
+from core.models.explain import Explanation, get_submodule_by_path
+from core.models.factory import create_detector
+from core.models.registry import get_spec
+from tests.golden_utils import (
+    GOLDEN,
+    fill_state_dict,
+    golden,
+    golden_image,
+    requires_golden,
+)
 
 # --------------------------------------------------------------------------------------------- fixtures
 

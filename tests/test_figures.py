@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-
-from core.ensemble import EnsembleConfig, ensemble
 from test_ensemble import r
+
+from core.verdict.ensemble import EnsembleConfig, ensemble
 from ui.figures import draw_boxes, ensemble_bar, heat_overlay
 
 

@@ -19,10 +19,19 @@ import numpy as np
 import pytest
 import torch
 
-from core.detectors.clip_linear import PROJ_KEY
-from core.registry import create_detector, get_spec
-from tests.golden_utils import (GOLDEN, compare_input, fill_checksum, fill_state_dict, golden, golden_image,
-                                manifest, requires_golden)
+from core.models.detectors.clip_linear import PROJ_KEY
+from core.models.factory import create_detector
+from core.models.registry import get_spec
+from tests.golden_utils import (
+    GOLDEN,
+    compare_input,
+    fill_checksum,
+    fill_state_dict,
+    golden,
+    golden_image,
+    manifest,
+    requires_golden,
+)
 
 pytestmark = requires_golden
 

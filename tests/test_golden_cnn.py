@@ -18,10 +18,18 @@ import numpy as np
 import pytest
 import torch
 
-from core.detectors.base import Detector
-from core.registry import create_detector, get_spec
-from tests.golden_utils import (compare_input, fill_checksum, fill_state_dict, golden, golden_image, manifest,
-                                requires_golden)
+from core.models.detectors.base import Detector
+from core.models.factory import create_detector
+from core.models.registry import get_spec
+from tests.golden_utils import (
+    compare_input,
+    fill_checksum,
+    fill_state_dict,
+    golden,
+    golden_image,
+    manifest,
+    requires_golden,
+)
 
 pytestmark = requires_golden
 

@@ -13,11 +13,19 @@ import math
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint
-from core.detectors.prompt2guard import imagenet_classnames, tokenize
-from core.registry import create_detector
-from tests.golden_utils import (SHARED, compare_input, fill_checksum, fill_state_dict, golden, golden_image,
-                                manifest, requires_golden)
+from core.models.checkpoint import load_checkpoint
+from core.models.detectors.prompt2guard import imagenet_classnames, tokenize
+from core.models.factory import create_detector
+from tests.golden_utils import (
+    SHARED,
+    compare_input,
+    fill_checksum,
+    fill_state_dict,
+    golden,
+    golden_image,
+    manifest,
+    requires_golden,
+)
 
 pytestmark = [requires_golden, pytest.mark.slow]
 

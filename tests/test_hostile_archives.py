@@ -10,9 +10,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import make_tiny_checkpoint, png_bytes
-from core.cli import main
+
+from core.cli.main import main
 
 
 @pytest.fixture()

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from corpus import all_cases
 from PIL import Image
 
 from core import BadImage, load_image
-from corpus import all_cases
 
 CASES = all_cases()
 

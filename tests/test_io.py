@@ -5,9 +5,9 @@ import io
 
 import numpy as np
 import pytest
+from conftest import png_bytes
 from PIL import Image
 
-from conftest import png_bytes
 from core import BadImage, load_image
 
 
@@ -84,8 +84,7 @@ def test_truncated_png_and_missing_file(tmp_path):
 
 
 def test_pixel_limit_refuses_before_decoding(monkeypatch):
-    import core.io
-    monkeypatch.setattr(core.io, "MAX_PIXELS", 100 * 100)
+    monkeypatch.setenv("DEEPFAKE_LENS_MAX_PIXELS", str(100 * 100))
     with pytest.raises(BadImage, match="MP limit"):
         load_image(png_bytes((101, 100)))
     assert load_image(png_bytes((100, 100))).size == (100, 100)

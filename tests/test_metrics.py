@@ -1,4 +1,4 @@
-"""core.metrics against independent computations (brute force over thresholds, pairwise AUC, explicit bins)."""
+"""core.evaluation.metrics against independent computations (brute force over thresholds, pairwise AUC, explicit bins)."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from core.metrics import UNCERTAIN, BinaryMetrics, binary_metrics, fmt, safe_logit, sigmoid
+from core.evaluation.metrics import (
+    UNCERTAIN,
+    BinaryMetrics,
+    binary_metrics,
+    fmt,
+    safe_logit,
+    sigmoid,
+)
 
 # ---------------------------------------------------------------------------------------------- references
 

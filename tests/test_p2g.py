@@ -16,12 +16,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from core.checkpoint import load_checkpoint
-from core.detectors.prompt2guard import (DECISIONS, ZERO_SHOT_PREPROCESS, P2GDetector, clean_backbone_state_dict,
-                                         decisions, imagenet_classnames)
 from core.errors import ConfigError, WeightsCorrupt
-from core.preprocess import build_transform
-from core.registry import create_detector, get_spec
+from core.models.checkpoint import load_checkpoint
+from core.models.detectors.prompt2guard import (
+    DECISIONS,
+    ZERO_SHOT_PREPROCESS,
+    P2GDetector,
+    clean_backbone_state_dict,
+    decisions,
+    imagenet_classnames,
+)
+from core.models.preprocess import build_transform
+from core.models.factory import create_detector
+from core.models.registry import get_spec
 
 CKPT = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "p2g_cddb_best_results.tar"
 CDDB_SHA256 = "65d1e829d3474d08099441a0fe63caad57fb514a90639e24a79077162d5ba3bf"

@@ -6,12 +6,20 @@ import math
 
 import pytest
 import torch
+from conftest import TINY_YAML, make_tiny_checkpoint
 from PIL import Image
 
-from conftest import TINY_YAML, make_tiny_checkpoint
-from core import (ConfigError, UnknownDetector, WeightsCorrupt, WeightsUnavailable, create_detector, get_spec,
-                  list_detectors, list_specs)
-from core import registry
+from core import (
+    ConfigError,
+    UnknownDetector,
+    WeightsCorrupt,
+    WeightsUnavailable,
+    create_detector,
+    get_spec,
+    list_detectors,
+    list_specs,
+)
+from core.models import registry
 
 SIX = ["CLIP-D", "R50_TF", "R50_nodown", "P2G", "NPR", "FACE"]
 

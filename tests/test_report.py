@@ -10,11 +10,11 @@ import re
 
 import numpy as np
 import pytest
+from conftest import install_tiny_detectors
 from PIL import Image
 
-from conftest import install_tiny_detectors
-from core.report import build_report, library_versions, svg_line_chart
-from core.report_cli import add_report_command, main
+from core.cli.report import add_report_command, main
+from core.report.build import build_report, library_versions, svg_line_chart
 
 T1 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 T2 = dt.datetime(2026, 6, 7, 8, 9, 10, tzinfo=dt.timezone.utc)
@@ -36,7 +36,7 @@ def jpeg_bytes(w: int = 96, h: int = 80, quality: int = 70, gps: bool = True) ->
 def decided(tiny_config, weights_home):
     """TA says fake (logit +3, weight 0.6), TB says real (logit −3, weight 0.4)."""
     install_tiny_detectors(tiny_config, weights_home, {"TA": (0.6, 3.0), "TB": (0.4, -3.0)})
-    from core.registry import create_detector
+    from core.models.factory import create_detector
     return [create_detector("TA"), create_detector("TB")]
 
 
@@ -180,7 +180,8 @@ def test_add_report_command_registers_the_subcommand(weights_home, tmp_path):
 
 def test_report_command_is_wired_into_the_main_cli(tmp_path, capsys):
     from conftest import png_bytes
-    from core.cli import main
+
+    from core.cli.main import main
     img = tmp_path / "x.png"
     img.write_bytes(png_bytes((64, 48)))
     assert main(["report", str(img), "--out", str(tmp_path / "out"), "--no-probe"]) == 0

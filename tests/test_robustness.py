@@ -5,12 +5,12 @@ import math
 
 import numpy as np
 import pytest
+from conftest import install_tiny_detectors
 from PIL import Image
 
-from conftest import install_tiny_detectors
 from core.errors import BadImage
 from core.results import DetectionResult
-from core.robustness import CONDITIONS, condition, perturb, run_probe
+from core.verdict.robustness import CONDITIONS, condition, perturb, run_probe
 
 
 def noise_image(w: int = 96, h: int = 64, seed: int = 0) -> Image.Image:
@@ -100,7 +100,7 @@ def test_probe_survives_a_detector_that_fails_on_some_versions_and_reports_progr
 
 
 def test_probe_with_installed_tiny_detectors(tiny_config, weights_home):
-    from core.registry import create_detector
+    from core.models.factory import create_detector
     install_tiny_detectors(tiny_config, weights_home, {"TA": (0.6, 3.0), "TB": (0.4, -3.0)})
     dets = [create_detector("TA"), create_detector("TB")]
     probe = run_probe(noise_image(80, 70), dets)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import pickle
 import subprocess
@@ -13,12 +12,20 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, make_tiny_checkpoint
-from core import (DownloadError, WeightsCorrupt, WeightsRefused, WeightsUnavailable, create_detector, get_spec)
-from core import weights as W
-from core.specs import parse_spec
 from http_server import Route, serve
+
+from core import (
+    DownloadError,
+    WeightsCorrupt,
+    WeightsRefused,
+    WeightsUnavailable,
+    create_detector,
+    get_spec,
+)
+from core.models import install
+from core.models import weights as W
+from core.models.specs import parse_spec
 
 
 def _tiny_spec(url: str, sha256: str | None = None, size: int | None = None, extra_sources=()):
@@ -130,7 +137,7 @@ def test_hub_source_downloads_through_hf_endpoint(tmp_path, ckpt_bytes, tiny_con
 def test_local_file_import_verifies_and_copies(weights_home, tiny_config, tmp_path):
     src = make_tiny_checkpoint(tmp_path / "mine.pt")
     spec = get_spec("TINY")
-    rep = W.import_file(src, spec)
+    rep = install.import_file(src, spec)
     assert rep.path == weights_home / "TINY" / "original" / "tiny.pt"
     assert rep.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
     det = create_detector("TINY")                         # found in the weights folder now
@@ -142,7 +149,7 @@ def test_import_refuses_wrong_architecture_and_leaves_nothing(weights_home, tiny
     bad = tmp_path / "bad.pt"
     torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, bad)
     with pytest.raises(WeightsCorrupt, match="does not fit the TINY architecture"):
-        W.import_file(bad, get_spec("TINY"))
+        install.import_file(bad, get_spec("TINY"))
     assert not (weights_home / "TINY").exists()
 
 
@@ -184,7 +191,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tiny_config, tmp_path):
     assert "run code" in str(exc.value) and "TINY" in str(exc.value)
     assert not marker.exists()
     with pytest.raises(WeightsRefused):
-        W.import_file(evil, get_spec("TINY"))
+        install.import_file(evil, get_spec("TINY"))
     assert not marker.exists()
     # a raw pickle (not a torch zip) with a reduce payload is refused too
     raw = tmp_path / "raw.pkl"
@@ -212,7 +219,7 @@ def test_truebees_bundle_import_zip_and_folder(weights_home, tiny_config, tmp_pa
         "OTHER/best.pt": ckpt_bytes,                     # no such detector: reported
         "README.txt": b"hello",
     })
-    reports, notes = W.import_bundle(bundle)
+    reports, notes = install.import_bundle(bundle)
     assert [r.key for r in reports] == ["TINY:truefake"]
     assert (weights_home / "TINY" / "truefake" / "best.pt").read_bytes() == ckpt_bytes
     assert any("OTHER/best.pt" in n for n in notes)
@@ -224,7 +231,7 @@ def test_truebees_bundle_import_zip_and_folder(weights_home, tiny_config, tmp_pa
     folder = tmp_path / "bundle_dir" / "Tiny" / "x"
     folder.mkdir(parents=True)
     torch.save({"model": _Evil(str(tmp_path / "pwned"))}, folder / "best.pt")
-    reports, notes = W.import_bundle(tmp_path / "bundle_dir")
+    reports, notes = install.import_bundle(tmp_path / "bundle_dir")
     assert reports == [] and any("refused" in n for n in notes)
     assert not (tmp_path / "pwned").exists()
 
@@ -241,7 +248,7 @@ def test_read_only_weights_folder_gives_clear_message(tiny_config, tmp_path, mon
         monkeypatch.setenv("DEEPFAKE_LENS_WEIGHTS", str(ro))
     src = make_tiny_checkpoint(tmp_path / "mine.pt")
     with pytest.raises(WeightsCorrupt, match="cannot write"):
-        W.import_file(src, get_spec("TINY"))
+        install.import_file(src, get_spec("TINY"))
 
 
 def test_explicit_missing_path(tiny_config):
@@ -268,6 +275,6 @@ def test_full_disk_gives_clear_message_and_leaves_nothing(tiny_config, weights_h
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(_shutil, "copyfile", full_disk)
     with pytest.raises(WeightsCorrupt, match="disk is not full"):
-        W.import_file(src, get_spec("TINY"))
+        install.import_file(src, get_spec("TINY"))
     folder = weights_home / "TINY" / "original"
     assert not (folder / "tiny.pt").exists() and not list(folder.glob("*.part"))

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import streamlit as st
 from PIL import Image
 
-from core.ensemble import EnsembleConfig, EnsembleResult, ensemble, load_config
 from core.errors import DeepfakeLensError
-from core.registry import get_spec
+from core.models.registry import get_spec
 from core.results import DetectionResult
+from core.verdict.ensemble import EnsembleConfig, EnsembleResult, ensemble, load_config
 from ui.models import apply_threads, availability, chosen_keys, get_detector
 from ui.widgets import CurrentImage
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from core.metrics import BinaryMetrics
+from core.evaluation.metrics import BinaryMetrics
 
 GREEN = "#16a34a"
 RED = "#dc2626"

@@ -1,6 +1,6 @@
 """Streamlit helpers of the Evaluation page: input widgets, the run (progress, ETA, cancel) and the result views.
 
-Session state (namespaced ``eval.*``): ``eval.result`` (the last :class:`~core.evaluate.EvalRun`), ``eval.job``
+Session state (namespaced ``eval.*``): ``eval.result`` (the last :class:`~core.evaluation.runner.EvalRun`), ``eval.job``
 (the run in progress, kept until it finishes so a cancelled run can be rebuilt from the score cache),
 ``eval.cancel_requested``, ``eval.reports`` (threshold → report memo of the current result), ``eval.message``,
 ``eval.inputs`` (parsed uploads, keyed by the uploads' file ids, so a rerun does not re-read a large zip).
@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import datasets as D
-from core import evaluate as E
-from core.metrics import METRIC_LABELS, BinaryMetrics
-from core.registry import list_specs
+from core import settings
+from core.evaluation import datasets as D
+from core.evaluation import runner as E
+from core.evaluation.metrics import METRIC_LABELS, BinaryMetrics
+from core.models.registry import list_specs
 from ui import eval_figures as F
 
 STATE_DEFAULTS = {"eval.result": None, "eval.job": None, "eval.cancel_requested": False, "eval.reports": {},
@@ -72,7 +72,7 @@ def detector_picker() -> list[str]:
 
 
 def _allowed_root() -> str | None:
-    return os.environ.get("DEEPFAKE_LENS_DATA_ROOT") or None
+    return settings.data_root()
 
 
 def _memo(slot: str, ident: tuple, build):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from core.detectors.face import find_faces
+from core.models.detectors.face import find_faces
 from core.results import DetectionResult, FaceResult
 from ui.models import get_detector
 

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
-from core.ensemble import EnsembleResult
+from core.verdict.ensemble import EnsembleResult
 
 GREEN = "#16a34a"
 RED = "#dc2626"

@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core.forensics import FrequencyView
-from core.robustness import ProbeResult
+from core.verdict.robustness import ProbeResult
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f")
 

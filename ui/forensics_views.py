@@ -14,13 +14,20 @@ import streamlit as st
 from PIL import Image
 
 from core import forensics as F
-from core.abstention import ForensicFacts, Reason, ensemble_reasons, facts_from_bytes, input_reasons, result_reasons
-from core.ensemble import EnsembleResult
 from core.errors import BadImage, DeepfakeLensError
-from core.registry import get_spec
-from core.report import CaseReport, build_report
+from core.models.registry import get_spec
+from core.report.build import CaseReport, build_report
 from core.results import DetectionResult
-from core.robustness import CONDITIONS, ProbeResult, run_probe
+from core.verdict.abstention import (
+    ForensicFacts,
+    Reason,
+    ensemble_reasons,
+    facts_from_bytes,
+    input_reasons,
+    result_reasons,
+)
+from core.verdict.ensemble import EnsembleResult
+from core.verdict.robustness import CONDITIONS, ProbeResult, run_probe
 from ui.forensics_figures import probe_figure, radial_spectrum_figure
 from ui.widgets import CurrentImage
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from core import weights as W
-from core.registry import list_specs
-from core.specs import DetectorSpec
+from core.models import install
+from core.models import weights as W
+from core.models.registry import list_specs
+from core.models.specs import DetectorSpec
 
 
 def status_frame() -> pd.DataFrame:
@@ -28,7 +29,7 @@ def import_upload(upload, server_path: str, spec: DetectorSpec | None, part: str
     """Import an uploaded file or a server path; ``spec`` None means the Truebees bundle.
 
     Returns:
-        (reports, notes) like :func:`core.weights.import_bundle` (a single import gives one report, no notes).
+        (reports, notes) like :func:`core.models.weights.import_bundle` (a single import gives one report, no notes).
     """
     with tempfile.TemporaryDirectory(prefix="dl-import-") as tmp:
         if upload is not None:
@@ -40,5 +41,5 @@ def import_upload(upload, server_path: str, spec: DetectorSpec | None, part: str
             src = Path(server_path).expanduser()
             source = str(src)
         if spec is None:
-            return W.import_bundle(src)
-        return [W.import_file(src, spec, part=part, source=source)], []
+            return install.import_bundle(src)
+        return [install.import_file(src, spec, part=part, source=source)], []

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
-from core import weights as W
-from core.detectors.base import Detector
 from core.errors import DeepfakeLensError
-from core.registry import create_detector, get_spec, list_detectors, list_specs
-from core.specs import DetectorSpec
+from core.models import weights as W
+from core.models.detectors.base import Detector
+from core.models.factory import create_detector
+from core.models.registry import get_spec, list_detectors, list_specs
+from core.models.specs import DetectorSpec
 
 
 @dataclass(frozen=True)

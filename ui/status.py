@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.registry import list_detectors, list_specs
+from core.models.registry import list_detectors, list_specs
 from ui.models import availability, variant_choice
 
 

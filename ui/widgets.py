@@ -11,7 +11,7 @@ from PIL import Image
 from core.errors import BadImage
 from core.examples import example_bytes, list_examples
 from core.io import load_image
-from core.registry import list_detectors
+from core.models.registry import list_detectors
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 

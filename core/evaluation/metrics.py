@@ -20,8 +20,19 @@ from typing import Any
 
 import numpy as np
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, confusion_matrix,
-                             precision_recall_curve, precision_score, recall_score, roc_auc_score, roc_curve)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+from core.convert import safe_logit, sigmoid
 
 __all__ = ["Curve", "Reliability", "BinaryMetrics", "binary_metrics", "fmt", "safe_logit", "sigmoid",
            "METRIC_LABELS", "UNCERTAIN"]
@@ -48,20 +59,6 @@ METRIC_LABELS: dict[str, str] = {
     "ece": "ECE",
     "coverage": "coverage (decided)",
 }
-
-
-def sigmoid(z: np.ndarray | float) -> np.ndarray | float:
-    """Numerically safe logistic function (array or float)."""
-    z = np.asarray(z, dtype=np.float64)
-    out = np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
-    return float(out) if out.ndim == 0 else out
-
-
-def safe_logit(p: np.ndarray | float) -> np.ndarray | float:
-    """log(p / (1 - p)) with p clipped to [1e-12, 1 - 1e-12] (so 0 and 1 stay finite and ordered)."""
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0 - 1e-12)
-    out = np.log(p) - np.log1p(-p)
-    return float(out) if out.ndim == 0 else out
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from core.detectors.base import Detector, sigmoid
+from core.convert import sigmoid
 from core.errors import BadImage, ConfigError
-from core.explain import Explanation, get_submodule_by_path, gradcam
-from core.preprocess import Prepared, describe
-from core.registry import register_arch
+from core.models.detectors.base import Detector
+from core.models.explain import Explanation, get_submodule_by_path, gradcam
+from core.models.preprocess import Prepared, describe
+from core.models.registry import register_arch
+from core.models.specs import DetectorSpec
 from core.results import DetectionResult, FaceResult
-from core.specs import DetectorSpec
 
 if TYPE_CHECKING:
     from facenet_pytorch import MTCNN

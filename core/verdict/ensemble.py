@@ -12,10 +12,12 @@ from typing import Literal
 
 import yaml
 
+from core import settings
+from core.convert import sigmoid, to_jsonable
 from core.results import DetectionResult
 
 Verdict = Literal["FAKE", "REAL", "UNCERTAIN"]
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ensemble.yaml"
+CONFIG = settings.ENSEMBLE_CONFIG
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class EnsembleConfig:
 
 def load_config(path: str | Path | None = None) -> EnsembleConfig:
     """Read configs/ensemble.yaml; per-detector weights default to each spec's ``ensemble_weight``."""
-    from core.registry import list_specs
+    from core.models.registry import list_specs
     data = yaml.safe_load(Path(path or CONFIG).read_text()) or {}
     weights = {s.id: s.ensemble_weight for s in list_specs() if s.ensemble_weight > 0}
     weights.update({str(k): float(v) for k, v in (data.get("weights") or {}).items()})
@@ -75,18 +77,13 @@ class EnsembleResult:
 
     def to_dict(self) -> dict:
         """JSON-ready view."""
-        from core.results import _jsonable
-        return _jsonable({
+        return to_jsonable({
             "verdict": self.verdict, "confidence": self.confidence, "votes_fake": self.votes_fake,
             "votes_real": self.votes_real, "voted_weight": self.voted_weight, "vote_threshold": self.vote_threshold,
             "votes": [v.__dict__ for v in self.votes], "excluded": list(self.excluded),
             "p_mean_logit": self.p_mean_logit, "p_soft_or": self.p_soft_or, "reasons": list(self.reasons),
             "explanation": self.explanation,
         })
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def ensemble(results: Sequence[DetectionResult], config: EnsembleConfig | None = None, *,
@@ -141,7 +138,7 @@ def ensemble(results: Sequence[DetectionResult], config: EnsembleConfig | None =
 
     if usable:
         mean_logit = sum(float(cfg.weights[r.detector_id]) * max(-50.0, min(50.0, r.logit)) for r in usable) / total_w
-        p_mean = _sigmoid(mean_logit)
+        p_mean = sigmoid(mean_logit)
         p_or = 1.0 - math.prod(1.0 - r.p_fake for r in usable)
     else:
         p_mean = p_or = float("nan")

@@ -1,7 +1,7 @@
 """``python -m core report IMAGE --out DIR``: write report.json and report.html for one image.
 
 ``add_report_command(subparsers)`` registers the sub-command on core/cli.py's parser; ``main(argv)`` runs it
-stand-alone (``python -m core.report_cli IMAGE --out DIR``). User errors exit with code 2 and one sentence.
+stand-alone (``python -m core.cli.report IMAGE --out DIR``). User errors exit with code 2 and one sentence.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _lookup(mapping: dict[str, str], spec) -> str | None:  # noqa: ANN001 - Dete
 
 
 def _installed(spec) -> bool:  # noqa: ANN001
-    from core import weights as W
+    from core.models import weights as W
     return all(W.status(spec, part).state == "installed" for part, _ in W.parts(spec))
 
 
@@ -49,7 +49,8 @@ def select_detectors(names: Sequence[str] | None, weights: dict[str, str], backb
     Returns:
         (detectors, {id: why not run}).
     """
-    from core.registry import create_detector, get_spec, list_detectors
+    from core.models.factory import create_detector
+    from core.models.registry import get_spec, list_detectors
     for k in list(weights) + list(backbones):
         get_spec(k)                                    # unknown ids fail with the list of known ones
     dets, missing = [], {}
@@ -90,7 +91,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Run the report command (raises DeepfakeLensError for user errors)."""
-    from core.report import build_report
+    from core.report.build import build_report
     image = Path(args.image).expanduser()
     if not 1 <= args.ela_quality <= 100:
         raise UsageError(f"--ela-quality must be between 1 and 100, got {args.ela_quality}.")
@@ -116,7 +117,7 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m core.report_cli IMAGE --out DIR [...]``; returns the exit code."""
+    """Stand-alone entry point: ``python -m core.cli.report IMAGE --out DIR [...]``; returns the exit code."""
     p = argparse.ArgumentParser(prog="python -m core report", description="Write a case report for one image.")
     add_arguments(p)
     args = p.parse_args(argv)

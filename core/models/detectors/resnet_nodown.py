@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet, resnet50
 
-from core.detectors.base import Detector
-from core.registry import register_arch
-from core.specs import DetectorSpec
+from core.models.detectors.base import Detector
+from core.models.registry import register_arch
+from core.models.specs import DetectorSpec
 
 _FEATURE_DIM = 2048  # ResNet-50 output channels (512 × Bottleneck expansion 4)
 

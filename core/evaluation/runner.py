@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import platform
 import sqlite3
 import threading
@@ -24,10 +23,21 @@ from typing import Any
 
 import numpy as np
 
-from core.datasets import (Dataset, DatasetError, Item, find_column, parse_label, read_csv_rows, sanitize_name,
-                           _ID_COLUMNS, _LABEL_COLUMNS)
+from core import settings
+from core.convert import safe_logit, sigmoid, to_jsonable
 from core.errors import BadImage
-from core.metrics import BinaryMetrics, binary_metrics, safe_logit, sigmoid
+from core.evaluation.datasets import (
+    _ID_COLUMNS,
+    _LABEL_COLUMNS,
+    Dataset,
+    DatasetError,
+    Item,
+    find_column,
+    parse_label,
+    read_csv_rows,
+    sanitize_name,
+)
+from core.evaluation.metrics import BinaryMetrics, binary_metrics
 
 __all__ = ["ScoreCache", "SourceInfo", "Row", "EvalRun", "EvalReport", "SourceReport", "ExternalScores",
            "evaluate", "compute_report", "read_predictions", "predictions_frame", "metrics_json", "cache_dir",
@@ -42,8 +52,7 @@ Progress = Callable[[int, int, "float | None"], None]     # (done, total, eta se
 
 def cache_dir() -> Path:
     """Score cache folder: ``$DEEPFAKE_LENS_CACHE`` or ``~/.cache/deepfake-lens/scores``."""
-    env = os.environ.get("DEEPFAKE_LENS_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "deepfake-lens" / "scores"
+    return settings.score_cache_dir()
 
 
 class ScoreCache:
@@ -114,7 +123,7 @@ class ScoreCache:
 
 def detector_fingerprint(det: Any) -> tuple[str, str, str]:
     """(detector key, weights fingerprint, preprocessing description) — the cache key besides the image hash."""
-    from core.preprocess import describe
+    from core.models.preprocess import describe
     spec = det.spec
     weights = f"{det.weights_sha256 or 'none'}+{det.backbone_sha256 or 'none'}"
     prep = (f"v{CACHE_VERSION}|{describe(spec.preprocess)}|"
@@ -443,13 +452,13 @@ def evaluate(dataset: Dataset, detectors: Sequence[Any] = (), *, batch_size: int
 
     Args:
         dataset: the labelled inputs (its rows are kept one-to-one in the result).
-        detectors: loaded :class:`~core.detectors.base.Detector` objects (never mutated).
+        detectors: loaded :class:`~core.models.detectors.base.Detector` objects (never mutated).
         batch_size: images per forward pass (``Detector.predict_batch``) and per progress step.
         progress: ``fn(done, total, eta_seconds)`` called after each batch (images done / images to score).
         cancel: a ``threading.Event`` or a callable returning True to stop; checked between batches. The rows
             not reached get status ``cancelled``; everything scored so far is kept (and cached).
         cache: a :class:`ScoreCache`, True for the default one, False/None for none.
-        ensemble: combine the detectors with :func:`core.ensemble.ensemble` (default: when two or more ran).
+        ensemble: combine the detectors with :func:`core.verdict.ensemble.ensemble` (default: when two or more ran).
         external: scores from a predictions CSV, matched to rows by path (else by unique file name).
         thumbnails: also keep a JPEG thumbnail of at most this many pixels per scored image.
         cache_only: never run a model; rows missing from the cache are ``cancelled`` (shows a partial run).
@@ -562,7 +571,8 @@ def evaluate(dataset: Dataset, detectors: Sequence[Any] = (), *, batch_size: int
     if ensemble is None:
         ensemble = len(dets) >= 2
     if ensemble and dets:
-        from core.ensemble import ensemble as combine, load_config
+        from core.verdict.ensemble import ensemble as combine
+        from core.verdict.ensemble import load_config
         cfg = load_config()
         ek = ENSEMBLE_KEY
         logit[ek], prob[ek], unscored[ek] = np.full(n, np.nan), np.full(n, np.nan), {}
@@ -714,7 +724,6 @@ def _versions() -> dict[str, str]:
 def metrics_json(run: EvalRun, report: EvalReport) -> dict[str, Any]:
     """The metrics file: run facts, per source its identity (ids, weights sha256, threshold, preprocessing) and
     metrics overall and per group, and the library versions. JSON-ready (no NaN)."""
-    from core.results import _jsonable
     c = run.counts()
     labelled = [r for r in run.rows if r.status == "ok"]
     doc = {
@@ -735,4 +744,4 @@ def metrics_json(run: EvalRun, report: EvalReport) -> dict[str, Any]:
             "groups": {g: {**m.to_dict(), **({"note": sr.group_notes[g]} if g in sr.group_notes else {})}
                        for g, m in sr.groups.items()},
         }
-    return _jsonable(doc)
+    return to_jsonable(doc)

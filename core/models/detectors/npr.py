@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-from core.detectors.base import Detector
-from core.registry import register_arch
-from core.specs import DetectorSpec
+from core.models.detectors.base import Detector
+from core.models.registry import register_arch
+from core.models.specs import DetectorSpec
 
 
 def npr_residual(x: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 
 from PIL import Image, ImageFilter
 
+from core.convert import to_jsonable
 from core.errors import DeepfakeLensError
-from core.results import DetectionResult, _jsonable
+from core.results import DetectionResult
 
 DRIFT = 0.25         # |Δp_fake| at or above this, without a flip, is reported as a large shift
 
@@ -111,7 +112,7 @@ class ProbeRow:
     error: str = ""          # one sentence when the detector failed on this version of the image
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dict(self.__dict__))
+        return to_jsonable(dict(self.__dict__))
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class DetectorStability:
         return not self.flips and (math.isnan(self.max_shift) or self.max_shift < DRIFT)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable({**self.__dict__, "stable": self.stable})
+        return to_jsonable({**self.__dict__, "stable": self.stable})
 
 
 @dataclass(frozen=True)

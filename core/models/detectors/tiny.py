@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.detectors.base import Detector
-from core.registry import register_arch
-from core.specs import DetectorSpec
+from core.models.detectors.base import Detector
+from core.models.registry import register_arch
+from core.models.specs import DetectorSpec
 
 
 class TinyCNN(nn.Module):

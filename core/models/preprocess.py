@@ -5,8 +5,7 @@ image, so resampling, rounding of the centre-crop offset and normalisation are b
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +14,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from core.specs import PreprocessCfg
+from core.models.specs import PreprocessCfg
 
 _INTERP = {
     "nearest": InterpolationMode.NEAREST,

@@ -5,21 +5,20 @@ The UI and CLI list detectors from here, never from a hard-coded list.
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 import yaml
 
-from core.errors import ConfigError, UnknownDetector, WeightsUnavailable
-from core.specs import DetectorSpec, parse_spec
+from core import settings
+from core.errors import ConfigError, UnknownDetector
+from core.models.specs import DetectorSpec, parse_spec
 
 ArchBuilder = Callable[..., "Detector"]  # noqa: F821 - (spec, device=...) -> Detector with random weights
 
 _ARCHS: dict[str, ArchBuilder] = {}
-_CONFIG_DIRS: list[Path] = [Path(__file__).resolve().parents[1] / "configs" / "detectors"]
+_CONFIG_DIRS: list[Path] = [settings.DETECTOR_CONFIG_DIR]
 # The order the papers' detectors are shown in (ensemble weight order of the seed), then anything added later.
 PREFERRED_ORDER = ("CLIP-D", "R50_TF", "R50_nodown", "P2G", "NPR", "FACE")
 _scan_lock = threading.Lock()
@@ -42,6 +41,15 @@ def register_arch(name: str) -> Callable[[ArchBuilder], ArchBuilder]:
     return deco
 
 
+def get_arch(name: str) -> ArchBuilder:
+    """The registered builder of an architecture key (raises UnknownDetector when none is)."""
+    _ensure_builtin_archs()
+    try:
+        return _ARCHS[name]
+    except KeyError:
+        raise UnknownDetector(f"no architecture {name!r} is registered; known: {', '.join(sorted(_ARCHS))}.") from None
+
+
 def list_archs() -> list[str]:
     """Registered architecture keys."""
     _ensure_builtin_archs()
@@ -56,13 +64,13 @@ def add_config_dir(path: str | Path) -> None:
 
 
 def _ensure_builtin_archs() -> None:
-    import core.detectors  # noqa: F401 - importing registers every family's builders
+    import core.models.detectors  # noqa: F401 - importing registers every family's builders
 
 
 def config_dirs() -> list[Path]:
     """Folders scanned for detector YAMLs: the shipped one, ``add_config_dir`` ones, then
     ``$DEEPFAKE_LENS_CONFIG_DIRS`` (os.pathsep-separated; how tests and users add their own detectors)."""
-    extra = [Path(p).expanduser() for p in os.environ.get("DEEPFAKE_LENS_CONFIG_DIRS", "").split(os.pathsep) if p]
+    extra = settings.extra_config_dirs()
     return list(_CONFIG_DIRS) + [p for p in extra if p not in _CONFIG_DIRS]
 
 
@@ -149,56 +157,7 @@ def get_spec(name: str, variant: str | None = None) -> DetectorSpec:
     raise UnknownDetector(f"{name} has no variant {variant!r}; variants: {', '.join(sorted(s.variant for s in group))}.")
 
 
-def create_detector(name: str, weights: str | Path | None = None, *, variant: str | None = None,
-                    backbone_weights: str | Path | None = None, device: str | torch.device = "cpu",
-                    weights_dir: str | Path | None = None, pretrained: bool = True, allow_download: bool = False,
-                    progress: Callable[[int, int | None], None] | None = None) -> "Detector":  # noqa: F821
-    """Build a detector and load its checkpoint(s).
-
-    Args:
-        name: ``ID`` (default variant) or ``ID:variant``.
-        weights: explicit checkpoint path; None = look in the weights folder, then the Hub cache.
-        variant: variant tag (alternative to ``ID:variant``).
-        backbone_weights: explicit backbone checkpoint (CLIP-D, P2G); None = resolve as for ``weights``.
-        device: torch device.
-        weights_dir: override of the weights folder.
-        pretrained: False builds random weights (tests only; the UI never shows such a verdict).
-        allow_download: when True and online, fetch missing checkpoints from their declared sources.
-        progress: ``fn(bytes_done, bytes_total_or_None)`` during downloads.
-
-    Returns:
-        A ready :class:`~core.detectors.base.Detector` in eval mode.
-
-    Raises:
-        UnknownDetector, WeightsUnavailable, WeightsCorrupt, WeightsRefused.
-
-    Example:
-        >>> det = create_detector("NPR", weights="NPR.pth")
-        >>> det.predict(load_image("img.png")).label
-        'real'
-    """
-    from core import weights as W  # local import: weights imports the registry for bundle import
-
-    spec = get_spec(name, variant)
-    if weights is not None and spec.weights is None:
-        raise WeightsUnavailable(spec.id, [], f"{spec.id} takes no checkpoint file.", what="no weights expected")
-    det = _ARCHS[spec.arch](spec, device=device)
-    if pretrained:
-        if spec.weights is not None:
-            path = W.resolve_weights(spec, weights=weights, weights_dir=weights_dir, allow_download=allow_download,
-                                     progress=progress)
-            det.load_checkpoint(W.load_checkpoint(path, spec.id), str(path))
-            det.weights_path, det.weights_sha256 = Path(path), W.sha256_file(path)
-        if spec.backbone is not None:
-            path = W.resolve_weights(spec, weights=backbone_weights, weights_dir=weights_dir,
-                                     allow_download=allow_download, progress=progress, part="backbone")
-            det.load_backbone(W.load_checkpoint(path, spec.id), str(path))
-            det.backbone_path, det.backbone_sha256 = Path(path), W.sha256_file(path)
-        det.model.eval()
-    return det
-
-
 __all__ = ["register_arch", "add_config_dir", "list_archs", "list_detectors", "list_specs", "get_spec",
-           "create_detector"]
+           "get_arch", "config_dirs"]
 
 

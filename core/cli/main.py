@@ -23,8 +23,8 @@ def _err(msg: str) -> int:
 
 
 def _status_rows(verify: bool = False) -> list[dict]:
-    from core import weights as W
-    from core.registry import list_specs
+    from core.models import weights as W
+    from core.models.registry import list_specs
     rows = []
     for spec in list_specs():
         for part, _ in W.parts(spec):
@@ -35,7 +35,7 @@ def _status_rows(verify: bool = False) -> list[dict]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from core.registry import list_specs
+    from core.models.registry import list_specs
     rows = _status_rows()
     for spec in list_specs():
         mine = [r for r in rows if r["detector"] == spec.id and r["variant"] == spec.variant]
@@ -65,8 +65,8 @@ def cmd_weights_status(args: argparse.Namespace) -> int:
 
 
 def cmd_weights_import(args: argparse.Namespace) -> int:
-    from core import weights as W
-    from core.registry import get_spec
+    from core.models import install
+    from core.models.registry import get_spec
     path = Path(args.path).expanduser()
     if not path.exists():
         return _err(f"{path}: not found.")
@@ -74,21 +74,21 @@ def cmd_weights_import(args: argparse.Namespace) -> int:
         if not (path.is_dir() or path.suffix.lower() == ".zip"):
             return _err("a single checkpoint file needs --detector ID[:variant] (a zip or folder is imported as "
                         "the Truebees bundle).")
-        reports, notes = W.import_bundle(path)
+        reports, notes = install.import_bundle(path)
         for r in reports:
             print(f"imported {r.key} ({r.part}) → {r.path}  sha256 {r.sha256}")
         for n in notes:
             print(f"note: {n}", file=sys.stderr)
         return 0 if reports else EXIT_USER_ERROR
     spec = get_spec(args.detector)
-    r = W.import_file(path, spec, part=args.part)
+    r = install.import_file(path, spec, part=args.part)
     print(f"imported {r.key} ({r.part}) → {r.path}  sha256 {r.sha256}")
     return 0
 
 
 def cmd_weights_download(args: argparse.Namespace) -> int:
-    from core import weights as W
-    from core.registry import get_spec
+    from core.models import weights as W
+    from core.models.registry import get_spec
     spec = get_spec(args.detector)
     parts = [args.part] if args.part else [p for p, _ in W.parts(spec)]
     for part in parts:
@@ -103,8 +103,8 @@ def cmd_weights_download(args: argparse.Namespace) -> int:
 
 
 def cmd_weights_delete(args: argparse.Namespace) -> int:
-    from core import weights as W
-    from core.registry import get_spec
+    from core.models import weights as W
+    from core.models.registry import get_spec
     spec = get_spec(args.detector)
     removed = W.delete(spec, args.part)
     print(f"{'deleted' if removed else 'nothing installed for'} {spec.key} ({args.part})")
@@ -135,7 +135,7 @@ def _progress_bar(desc: str) -> _Bar | None:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from core.io import load_image
-    from core.registry import create_detector
+    from core.models.factory import create_detector
     image = load_image(args.image)
     det = create_detector(args.detector, weights=args.weights, backbone_weights=args.backbone)
     result = det.predict(image)
@@ -179,9 +179,10 @@ def _print_summary(report) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from core import datasets as D
-    from core import evaluate as E
-    from core.registry import create_detector, get_spec
+    from core.evaluation import datasets as D
+    from core.evaluation import runner as E
+    from core.models.factory import create_detector
+    from core.models.registry import get_spec
     path = Path(args.path).expanduser()
     if not path.exists():
         return _err(f"{path}: not found.")
@@ -320,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ensemble", action="store_true", help="do not add the ensemble of the chosen detectors")
     s.add_argument("--out", required=True, help="folder for predictions.csv and metrics.json")
     s.set_defaults(func=cmd_evaluate)
-    from core.report_cli import add_report_command
+    from core.cli.report import add_report_command
     add_report_command(sub)
     return p
 

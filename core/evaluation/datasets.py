@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
+from core import settings
 from core.errors import DeepfakeLensError
-from core.io import MAX_BYTES
 
 __all__ = ["Item", "Dataset", "DatasetError", "from_folder", "from_zip", "from_uploads", "from_labels_csv",
            "from_examples", "from_path", "sanitize_name", "label_from_name", "parse_label", "IMAGE_EXTENSIONS",
@@ -40,9 +40,6 @@ _LABEL_VALUES = {**{k: 0 for k in REAL_NAMES | {"0", "false", "camera", "no"}},
                  **{k: 1 for k in FAKE_NAMES | {"1", "true", "yes"}}}
 
 # Limits against hostile archives (env-overridable for analysts with very large sets).
-MAX_FILES = int(os.environ.get("DEEPFAKE_LENS_MAX_FILES", 100_000))
-MAX_ARCHIVE_BYTES = int(os.environ.get("DEEPFAKE_LENS_MAX_ARCHIVE_BYTES", 8 * 1024 ** 3))   # total uncompressed
-MAX_RATIO = float(os.environ.get("DEEPFAKE_LENS_MAX_RATIO", 100.0))        # uncompressed / compressed per member
 _RATIO_MIN_BYTES = 1 << 20     # small members may compress well (flat PNG/BMP); only big ones are ratio-checked
 
 
@@ -221,8 +218,8 @@ def _labelled(entries: list[tuple[str, str | None, int, str, str]]) -> list[Item
 
 
 def _check_count(n: int, what: str) -> None:
-    if n > MAX_FILES:
-        raise DatasetError(f"{what} holds {n} files, above the limit of {MAX_FILES} "
+    if n > settings.max_files():
+        raise DatasetError(f"{what} holds {n} files, above the limit of {settings.max_files()} "
                            "(set DEEPFAKE_LENS_MAX_FILES to raise it).")
 
 
@@ -235,10 +232,10 @@ def _read_file_nofollow(path: str) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ValueError("not a regular file")
-        if st.st_size > MAX_BYTES:
-            raise ValueError(f"the file is {st.st_size / 1e6:.0f} MB, above the {MAX_BYTES / 1e6:.0f} MB limit")
+        if st.st_size > settings.max_bytes():
+            raise ValueError(f"the file is {st.st_size / 1e6:.0f} MB, above the {settings.max_bytes() / 1e6:.0f} MB limit")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(MAX_BYTES + 1)
+            return f.read(settings.max_bytes() + 1)
     finally:
         os.close(fd)
 
@@ -292,8 +289,8 @@ def from_folder(root: str | Path, *, name: str | None = None) -> Dataset:
                 entries.append((rel, None, st.st_size, "skipped", "hidden file"))
             elif not _is_image_name(f):
                 entries.append((rel, None, st.st_size, "skipped", f"not an image file ({Path(f).suffix or 'no extension'})"))
-            elif st.st_size > MAX_BYTES:
-                entries.append((rel, None, st.st_size, "skipped", f"larger than {MAX_BYTES / 1e6:.0f} MB"))
+            elif st.st_size > settings.max_bytes():
+                entries.append((rel, None, st.st_size, "skipped", f"larger than {settings.max_bytes() / 1e6:.0f} MB"))
             else:
                 entries.append((rel, full, st.st_size, "ok", ""))
         _check_count(len(entries), str(base))
@@ -334,16 +331,16 @@ def _zip_checks(infos: list[zipfile.ZipInfo]) -> tuple[list[tuple[str, str | Non
         elif not _is_image_name(clean):
             entries.append((shown, None, info.file_size, "skipped",
                             f"not an image file ({PurePosixPath(clean).suffix or 'no extension'})"))
-        elif info.file_size > MAX_BYTES:
+        elif info.file_size > settings.max_bytes():
             entries.append((shown, None, info.file_size, "skipped",
-                            f"expands to {info.file_size / 1e6:.0f} MB, above the {MAX_BYTES / 1e6:.0f} MB limit"))
-        elif info.file_size > _RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                            f"expands to {info.file_size / 1e6:.0f} MB, above the {settings.max_bytes() / 1e6:.0f} MB limit"))
+        elif info.file_size > _RATIO_MIN_BYTES and info.file_size > settings.max_ratio() * max(info.compress_size, 1):
             entries.append((shown, None, info.file_size, "skipped",
                             f"suspicious compression ratio {info.file_size / max(info.compress_size, 1):.0f}:1 "
                             "(zip bomb?)"))
-        elif total + info.file_size > MAX_ARCHIVE_BYTES:
+        elif total + info.file_size > settings.max_archive_bytes():
             entries.append((shown, None, info.file_size, "skipped",
-                            f"the archive expands beyond {MAX_ARCHIVE_BYTES / 1e9:.1f} GB (zip bomb?); "
+                            f"the archive expands beyond {settings.max_archive_bytes() / 1e9:.1f} GB (zip bomb?); "
                             "later members not read"))
         else:
             total += info.file_size
@@ -394,9 +391,9 @@ def from_zip(src: str | Path | bytes, *, name: str | None = None) -> Dataset:
         with lock:
             # zipfile stops at the declared size and checks the CRC: a member whose header lies cannot expand
             with zf.open(info) as f:
-                data = f.read(MAX_BYTES + 1)
-        if len(data) > MAX_BYTES:
-            raise ValueError(f"expands beyond the {MAX_BYTES / 1e6:.0f} MB limit")
+                data = f.read(settings.max_bytes() + 1)
+        if len(data) > settings.max_bytes():
+            raise ValueError(f"expands beyond the {settings.max_bytes() / 1e6:.0f} MB limit")
         return data
 
     return Dataset(shown, "zip", tuple(_labelled(entries)), tuple(notes), reader=read, closer=zf.close)
@@ -434,8 +431,8 @@ def from_uploads(files: Mapping[str, bytes] | Iterable[tuple[str, bytes]], *, na
             entries.append((shown, None, size, "skipped",
                             f"not an image file ({PurePosixPath(clean).suffix or 'no extension'})"))
             data[clean] = b""
-        elif size > MAX_BYTES:
-            entries.append((shown, None, size, "skipped", f"larger than {MAX_BYTES / 1e6:.0f} MB"))
+        elif size > settings.max_bytes():
+            entries.append((shown, None, size, "skipped", f"larger than {settings.max_bytes() / 1e6:.0f} MB"))
             data[clean] = b""
         else:
             data[clean] = bytes(content)

@@ -32,12 +32,14 @@ import numpy as np
 from PIL import Image
 
 from core import forensics as F
-from core.abstention import ForensicFacts, ensemble_reasons, result_reasons
-from core.ensemble import EnsembleConfig, ensemble, load_config
+from core import settings
+from core.convert import to_jsonable
 from core.errors import BadImage
 from core.io import load_image
-from core.results import DetectionResult, _jsonable
-from core.robustness import ProbeResult, run_probe
+from core.results import DetectionResult
+from core.verdict.abstention import ForensicFacts, ensemble_reasons, result_reasons
+from core.verdict.ensemble import EnsembleConfig, ensemble, load_config
+from core.verdict.robustness import ProbeResult, run_probe
 
 REPORT_VERSION = 1
 IMAGE_SIDE = 768            # embedded images are shrunk to this long side (keeps the HTML a few MB at most)
@@ -85,7 +87,7 @@ def library_versions() -> dict[str, str]:
 def _tool_version() -> str:
     try:
         import tomllib
-        data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+        data = tomllib.loads((settings.PYPROJECT).read_text())
         return str(data["project"]["version"])
     except Exception:  # noqa: BLE001 - the version is informative only
         return "unknown"
@@ -99,7 +101,7 @@ def _result_dict(r: DetectionResult, det: Any = None) -> dict[str, Any]:
     spec = getattr(det, "spec", None)
     if spec is None:
         try:
-            from core.registry import get_spec
+            from core.models.registry import get_spec
             spec = get_spec(r.key)
         except Exception:  # noqa: BLE001 - a result from an unregistered detector still goes in the report
             spec = None
@@ -218,7 +220,7 @@ def build_report(source: str | os.PathLike | bytes, detectors: Sequence[Any] = (
         "abstention": [r.to_dict() for r in reasons],
         "environment": library_versions(),
     }
-    data_out = _jsonable(data_out)
+    data_out = to_jsonable(data_out)
     say("Writing HTML…")
     return CaseReport(data_out, _html(data_out, ev, image))
 

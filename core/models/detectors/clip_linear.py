@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.checkpoint import describe_mismatch, unwrap_state_dict
-from core.detectors.base import Detector
 from core.errors import WeightsCorrupt
-from core.registry import register_arch
-from core.specs import DetectorSpec
+from core.models.checkpoint import describe_mismatch, unwrap_state_dict
+from core.models.detectors.base import Detector
+from core.models.registry import register_arch
+from core.models.specs import DetectorSpec
 
 PROJ_KEY = "visual.proj"                      # in every open_clip file; unused by CLIP-D (next-to-last feature)
 DEFAULT_CLIP_ARCH = "ViT-L-14"

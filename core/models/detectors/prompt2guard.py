@@ -41,12 +41,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from core.checkpoint import load_strict, unwrap_state_dict
-from core.detectors.base import Detector, sigmoid
+from core.convert import sigmoid
 from core.errors import BadImage, ConfigError, WeightsCorrupt
-from core.preprocess import Prepared, build_transform
-from core.registry import register_arch
-from core.specs import CLIP_MEAN, CLIP_STD, DetectorSpec, PreprocessCfg
+from core.models.checkpoint import load_strict, unwrap_state_dict
+from core.models.detectors.base import Detector
+from core.models.preprocess import Prepared, build_transform
+from core.models.registry import register_arch
+from core.models.specs import CLIP_MEAN, CLIP_STD, DetectorSpec, PreprocessCfg
 
 __all__ = ["P2GNet", "P2GDetector", "OpenAIClipViTB16", "imagenet_classnames", "tokenize", "decisions",
            "clean_backbone_state_dict", "ZERO_SHOT_PREPROCESS", "DECISIONS", "build_prompt2guard"]

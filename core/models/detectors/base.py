@@ -1,7 +1,6 @@
 """The detector interface: prepare → score → result. Families override the smallest piece they need."""
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -11,22 +10,19 @@ from typing import Any
 import torch
 from PIL import Image
 
-from core.checkpoint import load_strict, unwrap_state_dict
+from core.convert import sigmoid
 from core.errors import BadImage, WeightsCorrupt
-from core.explain import Explanation, get_submodule_by_path, gradcam, heatmap_to_image, input_gradients_only
-from core.preprocess import Prepared, build_transform
+from core.models.checkpoint import load_strict, unwrap_state_dict
+from core.models.explain import (
+    Explanation,
+    get_submodule_by_path,
+    gradcam,
+    heatmap_to_image,
+    input_gradients_only,
+)
+from core.models.preprocess import Prepared, build_transform
+from core.models.specs import DetectorSpec
 from core.results import DetectionResult
-from core.specs import DetectorSpec
-
-
-def sigmoid(x: float) -> float:
-    """Numerically safe logistic function on a Python float."""
-    if math.isnan(x):
-        return float("nan")
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
 
 
 class Detector:

@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from core.ensemble import EnsembleResult
 from core.results import DetectionResult
+from core.verdict.ensemble import EnsembleResult
 
 QUALITY_THRESHOLD = 80       # JPEG quality estimates below this count as "recompressed / strongly compressed"
 DISAGREEMENT = 0.6           # p_fake range across detectors above which they "disagree strongly" (ensemble.yaml)
@@ -139,10 +139,10 @@ def result_reasons(result: DetectionResult, facts: ForensicFacts | None = None, 
         result: the detector's result (what it saw is read from ``image_size``, ``input_size``, ``crop_box``,
             ``resized``).
         facts: input facts (JPEG quality, double compression); None skips those reasons.
-        probe: a :class:`core.robustness.ProbeResult` for the same image; flips become reasons.
+        probe: a :class:`core.verdict.robustness.ProbeResult` for the same image; flips become reasons.
         quality_threshold: JPEG quality below which the input counts as strongly compressed.
         include_input: include the file-level reasons (the ensemble lists those once instead).
-        spec: the detector's :class:`~core.specs.DetectorSpec`, when known: its resize target tells whether the
+        spec: the detector's :class:`~core.models.specs.DetectorSpec`, when known: its resize target tells whether the
             image was enlarged even when the final crop is smaller than the image (e.g. 240 px → 256 → crop 224).
 
     Returns:

@@ -1,0 +1,77 @@
+"""Building detectors: the architecture from the registry, the checkpoint(s) from the weights store.
+
+Sits above :mod:`core.models.registry` and :mod:`core.models.weights` (which never import it).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from core.errors import WeightsUnavailable
+from core.models import weights as W
+from core.models.registry import get_arch, get_spec
+from core.models.specs import DetectorSpec
+
+if TYPE_CHECKING:
+    from core.models.detectors.base import Detector
+
+
+def build_detector(spec: DetectorSpec, *, device: str | torch.device = "cpu") -> "Detector":
+    """The detector's architecture with random weights (nothing is loaded or downloaded).
+
+    Used to check a checkpoint against the architecture and by tests; never shown to a user as a verdict.
+    """
+    return get_arch(spec.arch)(spec, device=device)
+
+
+def create_detector(name: str, weights: str | Path | None = None, *, variant: str | None = None,
+                    backbone_weights: str | Path | None = None, device: str | torch.device = "cpu",
+                    weights_dir: str | Path | None = None, pretrained: bool = True, allow_download: bool = False,
+                    progress: Callable[[int, int | None], None] | None = None) -> "Detector":  # noqa: F821
+    """Build a detector and load its checkpoint(s).
+
+    Args:
+        name: ``ID`` (default variant) or ``ID:variant``.
+        weights: explicit checkpoint path; None = look in the weights folder, then the Hub cache.
+        variant: variant tag (alternative to ``ID:variant``).
+        backbone_weights: explicit backbone checkpoint (CLIP-D, P2G); None = resolve as for ``weights``.
+        device: torch device.
+        weights_dir: override of the weights folder.
+        pretrained: False builds random weights (tests only; the UI never shows such a verdict).
+        allow_download: when True and online, fetch missing checkpoints from their declared sources.
+        progress: ``fn(bytes_done, bytes_total_or_None)`` during downloads.
+
+    Returns:
+        A ready :class:`~core.models.detectors.base.Detector` in eval mode.
+
+    Raises:
+        UnknownDetector, WeightsUnavailable, WeightsCorrupt, WeightsRefused.
+
+    Example:
+        >>> det = create_detector("NPR", weights="NPR.pth")
+        >>> det.predict(load_image("img.png")).label
+        'real'
+    """
+    spec = get_spec(name, variant)
+    if weights is not None and spec.weights is None:
+        raise WeightsUnavailable(spec.id, [], f"{spec.id} takes no checkpoint file.", what="no weights expected")
+    det = build_detector(spec, device=device)
+    if pretrained:
+        if spec.weights is not None:
+            path = W.resolve_weights(spec, weights=weights, weights_dir=weights_dir, allow_download=allow_download,
+                                     progress=progress)
+            det.load_checkpoint(W.load_checkpoint(path, spec.id), str(path))
+            det.weights_path, det.weights_sha256 = Path(path), W.sha256_file(path)
+        if spec.backbone is not None:
+            path = W.resolve_weights(spec, weights=backbone_weights, weights_dir=weights_dir,
+                                     allow_download=allow_download, progress=progress, part="backbone")
+            det.load_backbone(W.load_checkpoint(path, spec.id), str(path))
+            det.backbone_path, det.backbone_sha256 = Path(path), W.sha256_file(path)
+        det.model.eval()
+    return det
+
+
+__all__ = ["build_detector", "create_detector"]

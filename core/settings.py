@@ -1,0 +1,136 @@
+"""Every environment knob and limit of Deepfake Lens, in one place.
+
+Each setting is a function read at call time (not an import-time constant), so a value set in the environment
+after ``import core`` — by a test, a server wrapper or a notebook — takes effect at once. Nothing here imports
+anything of ours; every other module asks this one.
+
+| variable | default | meaning |
+|---|---|---|
+| ``DEEPFAKE_LENS_WEIGHTS`` | ``~/.cache/deepfake-lens/weights`` | installed checkpoints |
+| ``DEEPFAKE_LENS_CACHE`` | ``~/.cache/deepfake-lens/scores`` | evaluation score cache |
+| ``DEEPFAKE_LENS_CONFIG_DIRS`` | (none) | extra folders of detector YAMLs (os.pathsep-separated) |
+| ``DEEPFAKE_LENS_MAX_PIXELS`` | 100,000,000 | largest image accepted (checked from the header) |
+| ``DEEPFAKE_LENS_MAX_BYTES`` | 200 MB | largest image file accepted |
+| ``DEEPFAKE_LENS_MAX_FILES`` | 100,000 | files in one evaluation input |
+| ``DEEPFAKE_LENS_MAX_ARCHIVE_BYTES`` | 8 GB | total uncompressed bytes of one archive |
+| ``DEEPFAKE_LENS_MAX_RATIO`` | 100 | compression ratio per archive member above 1 MB |
+| ``DEEPFAKE_LENS_MAX_CHECKPOINT_BYTES`` | 4 GB | largest checkpoint imported or downloaded |
+| ``DEEPFAKE_LENS_CONNECT_TIMEOUT`` / ``_READ_TIMEOUT`` | 5 s / 30 s | download timeouts |
+| ``DEEPFAKE_LENS_OFFLINE`` (or ``HF_HUB_OFFLINE``) | off | refuse every download at once |
+| ``DEEPFAKE_LENS_DATA_ROOT`` | (none) | the only server folder the app may read; unset = no server paths |
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = PROJECT_ROOT / "configs"
+DETECTOR_CONFIG_DIR = CONFIG_DIR / "detectors"
+ENSEMBLE_CONFIG = CONFIG_DIR / "ensemble.yaml"
+EXAMPLES_DIR = PROJECT_ROOT / "data" / "examples"
+PYPROJECT = PROJECT_ROOT / "pyproject.toml"
+
+MB = 1024 ** 2
+GB = 1024 ** 3
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return int(float(raw)) if raw else default
+    except ValueError:
+        return default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        return default
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _path(name: str) -> Path | None:
+    raw = os.environ.get(name, "").strip()
+    return Path(raw).expanduser() if raw else None
+
+
+# ----------------------------------------------------------------------------------------------- folders
+
+def weights_dir() -> Path:
+    """Where installed checkpoints live (``DEEPFAKE_LENS_WEIGHTS``)."""
+    return _path("DEEPFAKE_LENS_WEIGHTS") or Path.home() / ".cache" / "deepfake-lens" / "weights"
+
+
+def score_cache_dir() -> Path:
+    """Evaluation's score cache (``DEEPFAKE_LENS_CACHE``)."""
+    return _path("DEEPFAKE_LENS_CACHE") or Path.home() / ".cache" / "deepfake-lens" / "scores"
+
+
+def extra_config_dirs() -> list[Path]:
+    """Extra detector-YAML folders from ``DEEPFAKE_LENS_CONFIG_DIRS`` (os.pathsep-separated)."""
+    return [Path(p).expanduser() for p in os.environ.get("DEEPFAKE_LENS_CONFIG_DIRS", "").split(os.pathsep) if p]
+
+
+def data_root() -> Path | None:
+    """The one server folder the app may read (``DEEPFAKE_LENS_DATA_ROOT``); None = no server paths at all."""
+    return _path("DEEPFAKE_LENS_DATA_ROOT")
+
+
+# ----------------------------------------------------------------------------------------------- limits
+
+def max_pixels() -> int:
+    """Largest image (width × height) accepted, checked from the header before decoding."""
+    return _int("DEEPFAKE_LENS_MAX_PIXELS", 100_000_000)
+
+
+def max_bytes() -> int:
+    """Largest image file accepted, in bytes."""
+    return _int("DEEPFAKE_LENS_MAX_BYTES", 200 * MB)
+
+
+def max_files() -> int:
+    """Most files in one evaluation input (folder, archive or CSV)."""
+    return _int("DEEPFAKE_LENS_MAX_FILES", 100_000)
+
+
+def max_archive_bytes() -> int:
+    """Most uncompressed bytes in one archive."""
+    return _int("DEEPFAKE_LENS_MAX_ARCHIVE_BYTES", 8 * GB)
+
+
+def max_ratio() -> float:
+    """Highest compression ratio of an archive member above 1 MB (zip-bomb guard)."""
+    return _float("DEEPFAKE_LENS_MAX_RATIO", 100.0)
+
+
+def max_checkpoint_bytes() -> int:
+    """Largest checkpoint imported, downloaded or read from a bundle."""
+    return _int("DEEPFAKE_LENS_MAX_CHECKPOINT_BYTES", 4 * GB)
+
+
+# ----------------------------------------------------------------------------------------------- network
+
+def connect_timeout() -> float:
+    """Seconds to wait for a download server to answer."""
+    return _float("DEEPFAKE_LENS_CONNECT_TIMEOUT", 5.0)
+
+
+def read_timeout() -> float:
+    """Seconds a download may stall before it fails."""
+    return _float("DEEPFAKE_LENS_READ_TIMEOUT", 30.0)
+
+
+def offline() -> bool:
+    """True when downloads must be refused at once (``HF_HUB_OFFLINE`` or ``DEEPFAKE_LENS_OFFLINE``)."""
+    return _flag("HF_HUB_OFFLINE") or _flag("DEEPFAKE_LENS_OFFLINE")
+
+
+def hf_endpoint() -> str | None:
+    """A Hugging Face Hub mirror (``HF_ENDPOINT``), read per call."""
+    return os.environ.get("HF_ENDPOINT") or None
