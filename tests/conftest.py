@@ -1,45 +1,15 @@
 """Shared fixtures: offline by default, an isolated weights folder, and a tiny registered test detector."""
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
+
+from tests.helpers import TINY_YAML, install_tiny_detectors, make_tiny_checkpoint, png_bytes  # noqa: F401
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")        # tests never reach the Hub
 os.environ.setdefault("DEEPFAKE_LENS_OFFLINE", "1")
-
-ROOT = Path(__file__).resolve().parents[1]
-
-TINY_YAML = """\
-id: TINY
-variant: original
-default: true
-arch: tiny_cnn
-weights:
-  file: tiny.pt
-  container: model
-  sources:
-    - {{type: url, url: "http://127.0.0.1:9/tiny.pt"}}
-preprocess: {{mode: full, large_crop: 64}}
-threshold: 0.5
-ensemble_weight: {weight}
-explain: {{target_layer: conv2}}
-card: {{title: Tiny test detector, paper: none, licence: MIT, training_data: none}}
-"""
-
-
-def png_bytes(size: tuple[int, int] = (48, 40), seed: int = 0, mode: str = "RGB") -> bytes:
-    """A small generated image encoded as PNG."""
-    rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).convert(mode).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(autouse=True)
@@ -68,38 +38,15 @@ def tiny_config(tmp_path, monkeypatch) -> Path:
     return d
 
 
-def make_tiny_checkpoint(path: Path, seed: int = 0, container: str = "model", bias: float | None = None) -> Path:
-    """Save a tiny_cnn state dict with deterministic weights (wrapped in ``{'model': ...}`` by default).
-
-    ``bias`` makes a decided test detector: the head ignores the image and outputs that logit.
-    """
-    from core.models.detectors.tiny import TinyCNN
-    torch.manual_seed(seed)
-    sd = TinyCNN().state_dict()
-    if bias is not None:
-        sd["fc.weight"] = torch.zeros_like(sd["fc.weight"])
-        sd["fc.bias"] = torch.full_like(sd["fc.bias"], bias)
-    torch.save({container: sd} if container != "raw" else sd, path)
-    return path
 
 
-def install_tiny_detectors(config_dir: Path, weights_dir: Path, specs: dict[str, tuple[float, float]]) -> None:
-    """Declare and install decided tiny detectors: id → (ensemble weight, logit)."""
-    from core.models import install
-    from core.models.registry import get_spec
-    for det_id, (weight, logit) in specs.items():
-        (config_dir / f"{det_id.lower()}.yaml").write_text(TINY_YAML.replace("id: TINY", f"id: {det_id}")
-                                                           .format(weight=weight))
-    for det_id, (_, logit) in specs.items():
-        src = make_tiny_checkpoint(config_dir / f"{det_id}.pt", bias=logit)
-        install.import_file(src, get_spec(det_id), weights_dir=weights_dir)
+_FOLDER_MARKERS = {"golden": "golden", "app": "app", "e2e": "e2e"}
 
 
-def hooks_left(model: torch.nn.Module) -> list[str]:
-    """Every hook still registered anywhere in ``model`` (Grad-CAM must leave none on a shared model)."""
-    left = []
-    for name, m in model.named_modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            if getattr(m, attr, None):
-                left.append(f"{name or '<root>'}.{attr}")
-    return left
+def pytest_collection_modifyitems(config, items):
+    """Mark tests by folder (tests/golden → golden, tests/app → app, tests/e2e → e2e) so lanes can select them."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for folder, marker in _FOLDER_MARKERS.items():
+            if folder in parts[-2:-1]:
+                item.add_marker(getattr(pytest.mark, marker))

@@ -1,0 +1,207 @@
+"""AppTest: every page starts without weights, and each page's behaviour with test detectors installed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+import torch
+from tests.helpers import install_tiny_detectors, png_bytes
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh(weights_home, monkeypatch):
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+
+
+def _home() -> AppTest:
+    return AppTest.from_file(str(ROOT / "Home.py"), default_timeout=180).run()
+
+
+def _frame(at: AppTest, column: str):
+    """The first dataframe shown that has ``column`` (AppTest does not expose dataframe keys)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [m.value for m in at.info] + [m.value for m in at.warning] + \
+            [m.value for m in at.caption] + [m.value for m in at.error] + [m.value for m in at.success]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_home_without_weights_lists_detectors_as_not_installed():
+    at = _home()
+    assert not at.exception
+    df = at.dataframe[0].value
+    assert {"CLIP-D", "R50_TF", "R50_nodown", "P2G", "NPR", "FACE"} <= set(df["detector"])
+    assert set(df["status"]) == {"weights not installed"}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs_without_weights(page):
+    at = _home()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+
+
+@pytest.fixture()
+def decided(tiny_config, weights_home):
+    """Two installed test detectors: A says fake (logit +3), B says real (logit -3); weights 0.6 / 0.4."""
+    install_tiny_detectors(tiny_config, weights_home, {"TA": (0.6, 3.0), "TB": (0.4, -3.0)})
+    return tiny_config
+
+
+def test_home_upload_runs_installed_detectors_and_shows_verdict(decided):
+    at = _home()
+    at.file_uploader(key="home.upload").upload("x.png", png_bytes((64, 48)), "image/png").run()
+    assert not at.exception
+    at.button(key="home.run").click().run()
+    assert not at.exception
+    assert "Ensemble verdict: :red[FAKE]" in _texts(at)
+
+
+def test_ensemble_weights_change_the_verdict_without_rerunning(decided):
+    at = _home()
+    at.switch_page("pages/2_Ensemble.py").run()
+    at.file_uploader(key="ensemble.upload").upload("x.png", png_bytes((64, 48)), "image/png").run()
+    at.button(key="ensemble.run").click().run()
+    assert not at.exception
+    assert ":red[FAKE]" in _texts(at)
+    table = _frame(at, "effective weight")
+    assert set(table["detector"]) == {"TA", "TB"}
+    results_before = dict(at.session_state["analyse.results"])
+    at.number_input(key="ensemble.w.TA._w").set_value(0.1).run()
+    assert not at.exception
+    assert ":green[REAL]" in _texts(at)
+    assert at.session_state["analyse.results"] == results_before      # nothing was re-run
+    at.switch_page("Home.py").run()                  # settings and results survive page switches
+    assert "Ensemble verdict: :green[REAL]" in _texts(at)
+    at.switch_page("pages/2_Ensemble.py").run()
+    assert at.number_input(key="ensemble.w.TA._w").value == 0.1 and ":green[REAL]" in _texts(at)
+    at.button(key="reset.ensemble").click().run()
+    assert ":red[FAKE]" in _texts(at)
+
+
+def test_single_detector_page_scores_and_explains(decided):
+    at = _home()
+    at.switch_page("pages/1_Single_Detector.py").run()
+    at.selectbox(key="single.detector").set_value("TA").run()
+    at.file_uploader(key="single.upload").upload("x.png", png_bytes((80, 70)), "image/png").run()
+    at.button(key="single.run").click().run()
+    assert not at.exception
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["P(fake)"] == "95.3 %" and labels["Logit (positive = fake)"] == "+3.000"
+    assert "64×64" in _texts(at)                       # the test detector centre-crops to 64
+    at.checkbox(key="single.cam").check().run()
+    assert not at.exception
+
+
+def test_single_detector_without_weights_says_how_to_get_them():
+    at = _home()
+    at.switch_page("pages/1_Single_Detector.py").run()
+    at.selectbox(key="single.detector").set_value("NPR").run()
+    assert not at.exception
+    assert "weights not installed" in _texts(at) and "weights import" in _texts(at)
+    assert not at.metric
+
+
+def test_example_image_shared_across_pages(decided):
+    at = _home()
+    at.selectbox(key="home.example").set_value("Coffee (camera photo)").run()
+    assert not at.exception
+    assert at.session_state["analyse.image"].name == "Coffee (camera photo)"
+    at.slider(key="settings.threads._w").set_value(1).run()
+    at.switch_page("pages/2_Ensemble.py").run()
+    assert not at.exception and at.session_state["analyse.image"].name == "Coffee (camera photo)"
+    assert at.slider(key="settings.threads._w").value == 1 and at.session_state["settings.threads"] == 1
+
+
+def test_face_page_finds_faces_without_classifier_weights():
+    at = _home()
+    at.switch_page("pages/3_Face_GradCAM.py").run()
+    at.selectbox(key="face.example").set_value("Astronaut (camera photo, one face)").run()
+    assert not at.exception
+    text = _texts(at)
+    assert "weights not installed" in text and "1 face(s) found" in text
+    assert not at.metric
+
+
+def test_face_page_scores_each_face_with_test_weights(weights_home, tmp_path):
+    from core.models import install
+    from core.models.factory import create_detector
+    from core.models.registry import get_spec
+    det = create_detector("FACE", pretrained=False)
+    ckpt = tmp_path / "face.pth"
+    torch.save({"model_state_dict": det.model.state_dict()}, ckpt)
+    install.import_file(ckpt, get_spec("FACE"))
+    at = _home()
+    at.switch_page("pages/3_Face_GradCAM.py").run()
+    at.selectbox(key="face.example").set_value("Astronaut (camera photo, one face)").run()
+    assert not at.exception
+    assert [m.label for m in at.metric] == ["Face #0 P(fake)"]
+    at.slider(key="face.threshold").set_value(0.95).run()
+    assert not at.exception
+
+
+def test_models_page_imports_and_deletes(tiny_config, weights_home, tmp_path):
+    from tests.helpers import make_tiny_checkpoint
+    src = make_tiny_checkpoint(tmp_path / "mine.pt")
+    at = _home()
+    at.switch_page("pages/5_Models.py").run()
+    at.text_input(key="models.TINY:original.weights.path").input(str(src)).run()
+    at.button(key="models.TINY:original.weights.import").click().run()
+    assert not at.exception
+    assert any("Installed" in s.value for s in at.success)
+    df = _frame(at, "part")
+    at.run()
+    df = _frame(at, "part")
+    assert df[df.detector == "TINY"]["status"].tolist() == ["installed"]
+    at.button(key="models.TINY:original.weights.del").click().run()
+    df = _frame(at, "part")
+    assert df[df.detector == "TINY"]["status"].tolist() == ["weights not installed"]
+
+
+def test_models_page_download_offline_is_one_sentence(tiny_config):
+    at = _home()
+    at.switch_page("pages/5_Models.py").run()
+    at.button(key="models.TINY:original.weights.dl").click().run()
+    assert not at.exception
+    assert at.error and "offline" in at.error[0].value
+
+
+@pytest.mark.parametrize("data", [b"<html>not an image</html>", b"", png_bytes((64, 64))[:200]])
+def test_bad_upload_is_one_clear_sentence(decided, data):
+    at = _home()
+    at.file_uploader(key="home.upload").upload("evil.png", data, "image/png").run()
+    assert not at.exception
+    assert at.error and at.error[0].value.startswith("evil.png: ")
+    assert not at.button                                 # nothing to analyse
+
+
+def test_fast_mode_applies_only_where_validated(tiny_config, weights_home, tmp_path):
+    from tests.helpers import TINY_YAML, make_tiny_checkpoint
+
+    from core.models import install
+    from core.models.registry import get_spec
+    (tiny_config / "tiny.yaml").write_text(TINY_YAML.format(weight=0.5).replace(
+        "explain: {target_layer: conv2}", "explain: {target_layer: conv2}\noptions: {fast_bf16: true}"))
+    (tiny_config / "slow.yaml").write_text(TINY_YAML.format(weight=0.5).replace("id: TINY", "id: SLOW"))
+    for det_id in ("TINY", "SLOW"):
+        install.import_file(make_tiny_checkpoint(tmp_path / f"{det_id}.pt", bias=2.0), get_spec(det_id))
+    at = _home()
+    at.toggle(key="settings.fast._w").set_value(True).run()
+    at.switch_page("pages/1_Single_Detector.py").run()
+    at.file_uploader(key="single.upload").upload("x.png", png_bytes((40, 30)), "image/png").run()
+    for det_id, fast in (("TINY", True), ("SLOW", False)):
+        at.selectbox(key="single.detector").set_value(det_id).run()
+        at.button(key="single.run").click().run()
+        assert not at.exception
+        assert ("fast mode (bfloat16)" in _texts(at)) is fast, det_id
+        res = at.session_state["analyse.results"][at.session_state["analyse.image"].sha256][f"{det_id}:original"]
+        assert res.details.get("precision") == ("bf16" if fast else None)
