@@ -16,7 +16,7 @@ from PIL import Image
 from core import forensics as F
 from core.errors import BadImage, DeepfakeLensError
 from core.models.registry import get_spec
-from core.report.build import CaseReport, build_report
+from core.report import CaseReport, build_report
 from core.results import DetectionResult
 from core.verdict.abstention import (
     ForensicFacts,

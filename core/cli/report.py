@@ -1,135 +1,128 @@
 """``python -m core report IMAGE --out DIR``: write report.json and report.html for one image.
 
-``add_report_command(subparsers)`` registers the sub-command on core/cli.py's parser; ``main(argv)`` runs it
-stand-alone (``python -m core.cli.report IMAGE --out DIR``). User errors exit with code 2 and one sentence.
+Without ``--detectors`` the report uses every detector that can run here: the installed variant of each id
+(:func:`core.models.selection.installed_variants`) plus any detector given a file with ``--weights``/``--backbone``;
+the others are listed under "Not run".
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.errors import DeepfakeLensError, WeightsError
-
-EXIT_USER_ERROR = 2
-
-
-class UsageError(DeepfakeLensError):
-    """A malformed command-line value (one sentence)."""
-
-
-def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for v in values or ():
-        det, sep, path = v.partition("=")
-        if not sep or not det or not path:
-            raise UsageError(f"{flag} expects ID=PATH (e.g. {flag} NPR=~/NPR.pth), got {v!r}.")
-        out[det.strip()] = str(Path(path).expanduser())
-    return out
+from core.cli.common import (EXIT_OK, UsageError, add_id_path_options, assign_id_paths, chosen_keys,
+                             create_detectors, os_error_sentence, parse_id_paths)
+from core.errors import WeightsError
+from core.models.detectors.base import Detector
+from core.models.factory import create_detector
+from core.models.registry import get_spec, list_detectors
+from core.models.selection import installed_variants, variant_state
+from core.report import CaseReport, build_report, write_report
 
 
-def _lookup(mapping: dict[str, str], spec) -> str | None:  # noqa: ANN001 - DetectorSpec
-    return mapping.get(spec.key) or mapping.get(spec.id)
+def _default_keys(named: Sequence[str]) -> list[str]:
+    """Installed variant per id; an id named with ``ID:variant`` in ``named`` uses that variant instead."""
+    by_id = {spec.id: spec.key for spec in installed_variants()}
+    for ident in named:
+        spec = get_spec(ident)
+        if ":" in ident or spec.id not in by_id:
+            by_id[spec.id] = spec.key
+    return [by_id[d] for d in list_detectors() if d in by_id]
 
 
-def _installed(spec) -> bool:  # noqa: ANN001
-    from core.models import weights as W
-    return all(W.status(spec, part).state == "installed" for part, _ in W.parts(spec))
+def _why_not_installed(det_id: str) -> str:
+    vs = variant_state(get_spec(det_id))
+    return "weights not installed" + ("" if vs.state == "missing" else f" ({vs.problems()})")
 
 
-def select_detectors(names: Sequence[str] | None, weights: dict[str, str], backbones: dict[str, str]):
+def select_detectors(names: str | None, weight_opts: Sequence[str] | None = None,
+                     backbone_opts: Sequence[str] | None = None) -> tuple[list[Detector], dict[str, str]]:
     """Load the detectors for a report.
 
     Args:
-        names: ``ID`` or ``ID:variant`` to use (errors are fatal); None = every detector whose weights are
-            installed or given with ``--weights`` (the others are listed as not run).
-        weights / backbones: ``ID`` or ``ID:variant`` → checkpoint path.
+        names: the ``--detectors`` value (``ID`` or ``ID:variant``, comma-separated; every failure is fatal), or
+            None for the default: every installed detector plus those given a file (see the module docstring).
+        weight_opts / backbone_opts: the ``--weights`` / ``--backbone`` ``ID=PATH`` values.
 
     Returns:
-        (detectors, {id: why not run}).
+        (detectors, {detector id: why it did not run}).
     """
-    from core.models.factory import create_detector
-    from core.models.registry import get_spec, list_detectors
-    for k in list(weights) + list(backbones):
-        get_spec(k)                                    # unknown ids fail with the list of known ones
-    dets, missing = [], {}
-    if names:
-        for name in names:
-            spec = get_spec(name)
-            dets.append(create_detector(spec.key, weights=_lookup(weights, spec),
-                                        backbone_weights=_lookup(backbones, spec)))
-        return dets, missing
-    explicit = {get_spec(k).id: get_spec(k) for k in list(weights) + list(backbones)}
-    for det_id in list_detectors():
-        spec = explicit.get(det_id) or get_spec(det_id)
-        w, b = _lookup(weights, spec), _lookup(backbones, spec)
-        if w is None and b is None and not _installed(spec):
-            missing[det_id] = "weights not installed"
-            continue
+    wpairs, bpairs = parse_id_paths(weight_opts, "--weights"), parse_id_paths(backbone_opts, "--backbone")
+    explicit = names is not None and bool(names.strip())
+    keys = chosen_keys(names) if explicit else _default_keys([i for i, _ in wpairs + bpairs])
+    weights = assign_id_paths(wpairs, keys, "--weights")
+    backbones = assign_id_paths(bpairs, keys, "--backbone")
+    if explicit:
+        return create_detectors(keys, weights, backbones), {}
+    chosen_ids = {k.split(":", 1)[0] for k in keys}
+    not_run = {d: _why_not_installed(d) for d in list_detectors() if d not in chosen_ids}
+    dets: list[Detector] = []
+    for key in keys:
+        w, b = weights.get(key), backbones.get(key)
         try:
-            dets.append(create_detector(spec.key, weights=w, backbone_weights=b))
+            dets.append(create_detector(key, weights=w, backbone_weights=b))
         except WeightsError as exc:
             if w is not None or b is not None:
-                raise
-            missing[det_id] = str(exc)
-    return dets, missing
+                raise                                   # the user's own file: a user error
+            not_run[key.split(":", 1)[0]] = str(exc)    # installed but unusable (changed since the check)
+    return dets, dict(sorted(not_run.items()))
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The report command's arguments (shared by the sub-command and the stand-alone entry point)."""
-    p.add_argument("image", help="image file to report on")
-    p.add_argument("--out", required=True, help="output folder (created); gets report.json and report.html")
-    p.add_argument("--detectors", help="comma-separated ID or ID:variant (default: every installed detector)")
-    p.add_argument("--weights", action="append", metavar="ID=PATH", help="checkpoint for a detector (repeatable)")
-    p.add_argument("--backbone", action="append", metavar="ID=PATH",
-                   help="backbone checkpoint for CLIP-D / P2G (repeatable)")
-    p.add_argument("--no-probe", action="store_true", help="skip the robustness probe (7 scorings per detector)")
-    p.add_argument("--ela-quality", type=int, default=90, help="JPEG quality of the error level analysis (90)")
-    p.add_argument("--include-gps", action="store_true", help="include the EXIF GPS position (left out by default)")
+def check_out_dir(out: Path) -> None:
+    """Refuse an output folder that cannot be created or written, before any slow work.
+
+    Raises:
+        UsageError: ``out`` (or the first existing folder above it) is a file or is not writable.
+    """
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder (give a folder for report.json and report.html).")
+    probe = out
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"--out {out}: {probe} is a file, so the folder cannot be created.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {probe} is not writable.")
+
+
+def _write(rep: CaseReport, out: Path) -> tuple[Path, Path]:
+    try:
+        return write_report(rep, out)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write the report ({os_error_sentence(exc).rstrip('.')}).") from exc
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Run the report command (raises DeepfakeLensError for user errors)."""
-    from core.report.build import build_report
+    """Run the report command (user errors raise DeepfakeLensError: exit 2 and one sentence)."""
     image = Path(args.image).expanduser()
+    out = Path(args.out).expanduser()
     if not 1 <= args.ela_quality <= 100:
         raise UsageError(f"--ela-quality must be between 1 and 100, got {args.ela_quality}.")
-    names = [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else None
-    dets, missing = select_detectors(names, _pairs(args.weights, "--weights"), _pairs(args.backbone, "--backbone"))
-    rep = build_report(image, dets, missing=missing, probe=not args.no_probe, ela_quality=args.ela_quality,
-                       include_gps=args.include_gps, progress=lambda m: print(m, file=sys.stderr))
-    pj, ph = rep.write(args.out)
+    check_out_dir(out)
+    dets, missing = select_detectors(args.detectors, args.weights, args.backbone)
+    rep = build_report(image, dets, name=image.name, missing=missing, probe=not args.no_probe,
+                       ela_quality=args.ela_quality, include_gps=args.include_gps,
+                       progress=lambda m: print(m, file=sys.stderr))
+    pj, ph = _write(rep, out)
     ens = rep.data.get("ensemble")
     verdict = ens["result"]["verdict"] if ens else "no detector ran"
     print(f"{ph}\n{pj}")
     print(f"verdict: {verdict}; {len(rep.data['abstention'])} reason(s) to doubt; "
           f"{len(rep.data['metadata']['findings'])} metadata finding(s)")
-    return 0
+    return EXIT_OK
 
 
-def add_report_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``report`` on core/cli.py's sub-parsers (its main() catches DeepfakeLensError → exit 2)."""
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``report``."""
     p = subparsers.add_parser("report", help="write a case report (report.json + self-contained report.html)")
-    add_arguments(p)
+    p.add_argument("image", help="image file to report on")
+    p.add_argument("--out", required=True, help="output folder (created); gets report.json and report.html")
+    p.add_argument("--detectors", help="comma-separated ID or ID:variant (default: every installed detector)")
+    add_id_path_options(p)
+    p.add_argument("--no-probe", action="store_true", help="skip the robustness probe (7 scorings per detector)")
+    p.add_argument("--ela-quality", type=int, default=90, help="JPEG quality of the error level analysis (90)")
+    p.add_argument("--include-gps", action="store_true", help="include the EXIF GPS position (left out by default)")
     p.set_defaults(func=cmd_report)
     return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m core.cli.report IMAGE --out DIR [...]``; returns the exit code."""
-    p = argparse.ArgumentParser(prog="python -m core report", description="Write a case report for one image.")
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return cmd_report(args)
-    except DeepfakeLensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("error: interrupted.", file=sys.stderr)
-        return EXIT_USER_ERROR
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import math
-import platform
 import sqlite3
 import threading
 import time
@@ -38,6 +37,7 @@ from core.evaluation.datasets import (
     sanitize_name,
 )
 from core.evaluation.metrics import BinaryMetrics, binary_metrics
+from core.versions import library_versions
 
 __all__ = ["ScoreCache", "SourceInfo", "Row", "EvalRun", "EvalReport", "SourceReport", "ExternalScores",
            "evaluate", "compute_report", "read_predictions", "predictions_frame", "metrics_json", "cache_dir",
@@ -709,18 +709,6 @@ def predictions_frame(run: EvalRun, threshold: float | None = None):
     return pd.DataFrame(data)
 
 
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-    out = {"python": platform.python_version()}
-    for pkg in ("deepfake-lens", "torch", "torchvision", "open_clip_torch", "facenet-pytorch", "numpy", "pillow",
-                "scikit-learn", "pandas"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def metrics_json(run: EvalRun, report: EvalReport) -> dict[str, Any]:
     """The metrics file: run facts, per source its identity (ids, weights sha256, threshold, preprocessing) and
     metrics overall and per group, and the library versions. JSON-ready (no NaN)."""
@@ -735,7 +723,7 @@ def metrics_json(run: EvalRun, report: EvalReport) -> dict[str, Any]:
         "run": {"cancelled": run.cancelled, "elapsed_s": round(run.elapsed_s, 3), "computed": run.computed,
                 "from_cache": run.from_cache, "batch_size": run.batch_size, "notes": list(run.notes)},
         "detectors": {},
-        "versions": _versions(),
+        "versions": library_versions(),
     }
     for key, sr in report.sources.items():
         doc["detectors"][key] = {

@@ -13,7 +13,9 @@ from typing import Literal
 import yaml
 
 from core import settings
-from core.convert import sigmoid, to_jsonable
+from core.convert import safe_logit, sigmoid, to_jsonable
+from core.errors import ConfigError
+from core.models.registry import list_specs
 from core.results import DetectionResult
 
 Verdict = Literal["FAKE", "REAL", "UNCERTAIN"]
@@ -31,15 +33,36 @@ class EnsembleConfig:
 
 
 def load_config(path: str | Path | None = None) -> EnsembleConfig:
-    """Read configs/ensemble.yaml; per-detector weights default to each spec's ``ensemble_weight``."""
-    from core.models.registry import list_specs
-    data = yaml.safe_load(Path(path or CONFIG).read_text()) or {}
-    weights = {s.id: s.ensemble_weight for s in list_specs() if s.ensemble_weight > 0}
-    weights.update({str(k): float(v) for k, v in (data.get("weights") or {}).items()})
-    band = data.get("uncertain_band", [0.4, 0.6])
-    return EnsembleConfig(vote_threshold=float(data.get("vote_threshold", 0.6)), weights=weights,
-                          uncertain_band=(float(band[0]), float(band[1])),
-                          disagreement=float(data.get("disagreement", 0.6)))
+    """Read configs/ensemble.yaml; each detector's weight is its YAML's ``ensemble_weight`` (default variant first).
+
+    Raises:
+        ConfigError: the file is not a YAML mapping or a value has the wrong type.
+    """
+    data = read_yaml(path)
+    weights: dict[str, float] = {}
+    for s in sorted(list_specs(), key=lambda s: not s.default):     # the default variant's weight wins
+        if s.ensemble_weight > 0:
+            weights.setdefault(s.id, s.ensemble_weight)
+    try:
+        band = data.get("uncertain_band", [0.4, 0.6])
+        return EnsembleConfig(vote_threshold=float(data.get("vote_threshold", 0.6)), weights=weights,
+                              uncertain_band=(float(band[0]), float(band[1])),
+                              disagreement=float(data.get("disagreement", 0.6)))
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise ConfigError(f"{path or CONFIG}: vote_threshold, uncertain_band and disagreement must be numbers "
+                          f"({exc}).") from None
+
+
+def read_yaml(path: str | Path | None = None) -> dict:
+    """The parsed ensemble YAML (default: configs/ensemble.yaml) as a mapping; ConfigError otherwise."""
+    where = Path(path or CONFIG)
+    try:
+        data = yaml.safe_load(where.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{where}: cannot read the ensemble rules ({exc}).") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the ensemble rules must be a YAML mapping.")
+    return data
 
 
 @dataclass(frozen=True)

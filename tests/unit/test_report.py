@@ -13,8 +13,9 @@ import pytest
 from tests.helpers import install_tiny_detectors
 from PIL import Image
 
-from core.cli.report import add_report_command, main
-from core.report.build import build_report, library_versions, svg_line_chart
+from core.cli import report as report_cmd
+from core.cli.main import main as cli_main
+from core.report import build_report, library_versions, svg_line_chart
 
 T1 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 T2 = dt.datetime(2026, 6, 7, 8, 9, 10, tzinfo=dt.timezone.utc)
@@ -128,7 +129,7 @@ def test_cli_writes_both_files(decided, tmp_path, capsys):
     img = tmp_path / "x.jpg"
     img.write_bytes(jpeg_bytes())
     out = tmp_path / "case"
-    assert main([str(img), "--out", str(out), "--no-probe"]) == 0
+    assert cli_main(["report", str(img), "--out", str(out), "--no-probe"]) == 0
     d = json.loads((out / "report.json").read_text())
     assert {r["detector_id"] for r in d["detectors"]} == {"TA", "TB"}
     assert d["robustness"] is None
@@ -143,7 +144,7 @@ def test_cli_explicit_detectors_and_weights(tiny_config, weights_home, tmp_path)
     img = tmp_path / "x.png"
     Image.new("RGB", (70, 60), (10, 20, 30)).save(img)
     out = tmp_path / "o"
-    assert main([str(img), "--out", str(out), "--detectors", "TINY", "--weights", f"TINY={ckpt}",
+    assert cli_main(["report", str(img), "--out", str(out), "--detectors", "TINY", "--weights", f"TINY={ckpt}",
                  "--ela-quality", "80"]) == 0
     d = json.loads((out / "report.json").read_text())
     assert [r["detector_id"] for r in d["detectors"]] == ["TINY"] and d["detectors"][0]["label"] == "real"
@@ -159,19 +160,19 @@ def test_cli_explicit_detectors_and_weights(tiny_config, weights_home, tmp_path)
 def test_cli_user_errors_are_one_sentence(weights_home, tmp_path, capsys, args, msg):
     img = tmp_path / "x.png"
     Image.new("RGB", (32, 32)).save(img)
-    assert main([str(img), "--out", str(tmp_path / "o"), *args]) == 2
+    assert cli_main(["report", str(img), "--out", str(tmp_path / "o"), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and msg in err and "Traceback" not in err
 
 
 def test_cli_missing_image(weights_home, tmp_path, capsys):
-    assert main([str(tmp_path / "nope.png"), "--out", str(tmp_path / "o")]) == 2
+    assert cli_main(["report", str(tmp_path / "nope.png"), "--out", str(tmp_path / "o")]) == 2
     assert "file not found" in capsys.readouterr().err
 
 
 def test_add_report_command_registers_the_subcommand(weights_home, tmp_path):
     p = argparse.ArgumentParser()
-    add_report_command(p.add_subparsers(dest="command", required=True))
+    report_cmd.add_parser(p.add_subparsers(dest="command", required=True))
     img = tmp_path / "x.png"
     Image.new("RGB", (40, 40), (200, 0, 0)).save(img)
     args = p.parse_args(["report", str(img), "--out", str(tmp_path / "o"), "--no-probe"])
@@ -180,8 +181,7 @@ def test_add_report_command_registers_the_subcommand(weights_home, tmp_path):
 
 def test_report_command_is_wired_into_the_main_cli(tmp_path, capsys):
     from tests.helpers import png_bytes
-
-    from core.cli.main import main
+    main = cli_main
     img = tmp_path / "x.png"
     img.write_bytes(png_bytes((64, 48)))
     assert main(["report", str(img), "--out", str(tmp_path / "out"), "--no-probe"]) == 0

@@ -1,0 +1,102 @@
+"""``python -m core weights status | import | download | delete``: manage checkpoints."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.cli.common import EXIT_OK, EXIT_USER_ERROR, ByteProgress, err
+from core.models import install
+from core.models import weights as W
+from core.models.registry import get_spec, list_specs
+
+
+def status_rows(verify: bool = False) -> list[dict]:
+    """One row per checkpoint of every variant (the ``weights status --json`` records)."""
+    rows = []
+    for spec in list_specs():
+        for part, _ in W.parts(spec):
+            st = W.status(spec, part, verify=verify)
+            rows.append({"detector": spec.id, "variant": spec.variant, "part": part, "state": st.state,
+                         "path": str(st.path) if st.path else None, "sha256": st.sha256, "message": st.message})
+    return rows
+
+
+def cmd_weights_status(args: argparse.Namespace) -> int:
+    """Print the table (or JSON) of every checkpoint: where it is and its sha256, or how to get it."""
+    rows = status_rows(verify=args.verify)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return EXIT_OK
+    print(f"{'detector':<11} {'variant':<20} {'part':<9} {'state':<10} where / how to fix")
+    for r in rows:
+        info = f"{r['path']}  sha256 {r['sha256'][:16]}…" if r["state"] == "installed" else r["message"]
+        print(f"{r['detector']:<11} {r['variant']:<20} {r['part']:<9} {r['state']:<10} {info}")
+    return EXIT_OK
+
+
+def cmd_weights_import(args: argparse.Namespace) -> int:
+    """Import one checkpoint file (``--detector``) or the Truebees bundle (zip or folder)."""
+    path = Path(args.path).expanduser()
+    if not path.exists():
+        return err(f"{path}: not found.")
+    if args.detector is None:
+        if not (path.is_dir() or path.suffix.lower() == ".zip"):
+            return err("a single checkpoint file needs --detector ID[:variant] (a zip or folder is imported as "
+                       "the Truebees bundle).")
+        reports, notes = install.import_bundle(path)
+        for r in reports:
+            print(f"imported {r.key} ({r.part}) → {r.path}  sha256 {r.sha256}")
+        for n in notes:
+            print(f"note: {n}", file=sys.stderr)
+        return EXIT_OK if reports else EXIT_USER_ERROR
+    spec = get_spec(args.detector)
+    r = install.import_file(path, spec, part=args.part)
+    print(f"imported {r.key} ({r.part}) → {r.path}  sha256 {r.sha256}")
+    return EXIT_OK
+
+
+def cmd_weights_download(args: argparse.Namespace) -> int:
+    """Download a variant's checkpoint(s) from the sources its YAML declares, with a progress bar per file."""
+    spec = get_spec(args.detector)
+    parts = [args.part] if args.part else [p for p, _ in W.parts(spec)]
+    for part in parts:
+        bar = ByteProgress(f"{spec.key} {part}")
+        try:
+            path = W.download(spec, part=part, progress=bar.update)
+        finally:
+            bar.close()
+        print(f"downloaded {spec.key} ({part}) → {path}")
+    return EXIT_OK
+
+
+def cmd_weights_delete(args: argparse.Namespace) -> int:
+    """Remove an installed checkpoint from the weights folder."""
+    spec = get_spec(args.detector)
+    removed = W.delete(spec, args.part)
+    print(f"{'deleted' if removed else 'nothing installed for'} {spec.key} ({args.part})")
+    return EXIT_OK
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``weights`` and its sub-commands."""
+    w = subparsers.add_parser("weights", help="status / import / download / delete checkpoints")
+    wsub = w.add_subparsers(dest="weights_command", required=True)
+    s = wsub.add_parser("status", help="table of every checkpoint")
+    s.add_argument("--verify", action="store_true", help="re-hash every file instead of trusting the record")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_weights_status)
+    s = wsub.add_parser("import", help="import a checkpoint file (with --detector) or the Truebees bundle (zip/folder)")
+    s.add_argument("path")
+    s.add_argument("--detector", help="ID or ID:variant the file belongs to")
+    s.add_argument("--part", choices=("weights", "backbone"), default="weights")
+    s.set_defaults(func=cmd_weights_import)
+    s = wsub.add_parser("download", help="download a detector's checkpoint(s) from the official sources")
+    s.add_argument("detector", help="ID or ID:variant")
+    s.add_argument("--part", choices=("weights", "backbone"))
+    s.set_defaults(func=cmd_weights_download)
+    s = wsub.add_parser("delete", help="remove an installed checkpoint")
+    s.add_argument("detector")
+    s.add_argument("--part", choices=("weights", "backbone"), default="weights")
+    s.set_defaults(func=cmd_weights_delete)
