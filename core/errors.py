@@ -26,8 +26,26 @@ class BadImage(DeepfakeLensError, ValueError):
         super().__init__(f"{self.path}: {why}")
 
 
+class BadVideo(DeepfakeLensError, ValueError):
+    """A video could not be read at all (empty, not a video, no video stream, over a limit).
+
+    Args:
+        path: what the user gave us (file name or ``"<bytes>"``).
+        why: a human sentence saying what is wrong.
+    """
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = str(path)
+        self.why = why
+        super().__init__(f"{self.path}: {why}")
+
+
 class ConfigError(DeepfakeLensError, ValueError):
     """A detector YAML file is invalid; the message names the file and the field."""
+
+
+class ProfileError(DeepfakeLensError, ValueError):
+    """A calibration profile cannot be fitted, read or used; the message says why in one sentence."""
 
 
 class UnknownDetector(DeepfakeLensError, KeyError):

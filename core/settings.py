@@ -17,6 +17,11 @@ anything of ours; every other module asks this one.
 | ``DEEPFAKE_LENS_MAX_CHECKPOINT_BYTES`` | 4 GB | largest checkpoint imported or downloaded |
 | ``DEEPFAKE_LENS_CONNECT_TIMEOUT`` / ``_READ_TIMEOUT`` | 5 s / 30 s | download timeouts |
 | ``DEEPFAKE_LENS_OFFLINE`` (or ``HF_HUB_OFFLINE``) | off | refuse every download at once |
+| ``DEEPFAKE_LENS_MAX_VIDEO_BYTES`` | 2 GB | largest video file accepted |
+| ``DEEPFAKE_LENS_MAX_VIDEO_SECONDS`` | 3 h | longest video accepted (header duration; decoding stops there too) |
+| ``DEEPFAKE_LENS_MAX_VIDEO_PIXELS`` | 8,294,400 (3840×2160) | largest video frame (header and every decoded frame) |
+| ``DEEPFAKE_LENS_MAX_VIDEO_FRAMES`` | 600 | most frames analysed in one video |
+| ``DEEPFAKE_LENS_VIDEO_DECODE_SECONDS`` | 600 s | wall-time bound on decoding one video (no hang) |
 | ``DEEPFAKE_LENS_DATA_ROOT`` | (none) | the only server folder the app may read; unset = no server paths |
 """
 from __future__ import annotations
@@ -112,6 +117,31 @@ def max_ratio() -> float:
 def max_checkpoint_bytes() -> int:
     """Largest checkpoint imported, downloaded or read from a bundle."""
     return _int("DEEPFAKE_LENS_MAX_CHECKPOINT_BYTES", 4 * GB)
+
+
+def max_video_bytes() -> int:
+    """Largest video file accepted, in bytes."""
+    return _int("DEEPFAKE_LENS_MAX_VIDEO_BYTES", 2 * GB)
+
+
+def max_video_seconds() -> float:
+    """Longest video accepted (its header's duration); decoding also stops at this time."""
+    return _float("DEEPFAKE_LENS_MAX_VIDEO_SECONDS", 3 * 3600.0)
+
+
+def max_video_pixels() -> int:
+    """Largest video frame (width × height), checked on the header and on every decoded frame."""
+    return _int("DEEPFAKE_LENS_MAX_VIDEO_PIXELS", 3840 * 2160)
+
+
+def max_video_frames() -> int:
+    """Most frames analysed in one video (a larger ``--max-frames`` is lowered to this)."""
+    return _int("DEEPFAKE_LENS_MAX_VIDEO_FRAMES", 600)
+
+
+def video_decode_seconds() -> float:
+    """Wall-time bound on reading one video's frames, so a hostile file can never hang a run."""
+    return _float("DEEPFAKE_LENS_VIDEO_DECODE_SECONDS", 600.0)
 
 
 # ----------------------------------------------------------------------------------------------- network

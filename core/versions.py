@@ -36,3 +36,11 @@ def tool_version() -> str:
         return str(tomllib.loads(settings.PYPROJECT.read_text())["project"]["version"])
     except (ImportError, OSError, KeyError, ValueError):
         return "unknown"
+
+
+def package_version(dist: str) -> str:
+    """One installed distribution's version, or "?" when it is not installed."""
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"

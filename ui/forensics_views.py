@@ -15,6 +15,7 @@ from PIL import Image
 
 from core import forensics as F
 from core.errors import BadImage, DeepfakeLensError
+from core.io import load_image
 from core.models.registry import get_spec
 from core.report import CaseReport, build_report
 from core.results import DetectionResult
@@ -43,14 +44,14 @@ def metadata(data: bytes, name: str, include_gps: bool = False) -> F.Metadata:
 @st.cache_data(max_entries=8, show_spinner="Computing forensic views…")
 def views(data: bytes) -> tuple[F.FrequencyView, F.NPRView, F.NoiseView]:
     """Cached frequency, NPR and noise views of an image file."""
-    img = F.load_image(data)
+    img = load_image(data)
     return F.frequency_view(img), F.npr_view(img), F.noise_view(img)
 
 
 @st.cache_data(max_entries=16, show_spinner="Error level analysis…")
 def ela(data: bytes, quality: int) -> F.ELAView:
     """Cached error level analysis at one JPEG quality."""
-    return F.ela_view(F.load_image(data), quality, max_side=F.MAX_SIDE)
+    return F.ela_view(load_image(data), quality, max_side=F.MAX_SIDE)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -10,6 +10,8 @@ path) exit with code 2 and one sentence on stderr — never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 
 from core.cli import detect, evaluate, list as list_cmd, report, weights
@@ -35,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or EXIT_OK)
     except DeepfakeLensError as exc:
         return err(str(exc))
+    except BrokenPipeError:                 # `python -m core list | head`: the reader left early; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except OSError as exc:                  # a path the user gave that the system refused (permissions, a folder…)
         return err(os_error_sentence(exc))
     except KeyboardInterrupt:

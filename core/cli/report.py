@@ -19,7 +19,7 @@ from core.models.detectors.base import Detector
 from core.models.factory import create_detector
 from core.models.registry import get_spec, list_detectors
 from core.models.selection import installed_variants, variant_state
-from core.report import CaseReport, build_report, write_report
+from core.report.build import CaseReport, build_report
 
 
 def _default_keys(named: Sequence[str]) -> list[str]:
@@ -89,7 +89,7 @@ def check_out_dir(out: Path) -> None:
 
 def _write(rep: CaseReport, out: Path) -> tuple[Path, Path]:
     try:
-        return write_report(rep, out)
+        return rep.write(out)
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot write the report ({os_error_sentence(exc).rstrip('.')}).") from exc
 

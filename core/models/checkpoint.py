@@ -4,65 +4,148 @@ from __future__ import annotations
 import pickle
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from core.errors import WeightsCorrupt, WeightsRefused
+from core.errors import WeightsCorrupt
+from core.models.snapshot import Snapshot, read_snapshot, sniff
+from core.models.torchscript import check_records, read_torchscript, scan_pickle
 
 
-def load_checkpoint(path: str | Path, detector: str = "checkpoint") -> Any:
-    """Load a checkpoint with ``torch.load(weights_only=True)`` (or safetensors) on CPU.
+@dataclass(frozen=True)
+class Loaded:
+    """A safely loaded checkpoint and the identity of exactly the bytes it came from."""
 
-    A pickle that names any callable outside torch's tensor allow-list is refused before anything runs.
+    obj: Any
+    sha256: str
+    size: int
+    name: str
+    kind: str               # zip | pickle | safetensors | torchscript
+
+
+def load_checkpoint(path: str | Path, detector: str = "checkpoint", *, name: str | None = None) -> Any:
+    """Load a checkpoint without executing code (see :func:`load_verified`) and return the loaded object."""
+    return load_verified(path, detector, name=name).obj
+
+
+def load_verified(path: str | Path, detector: str = "checkpoint", *, name: str | None = None) -> Loaded:
+    """Read a checkpoint once into a private snapshot, hash it, and load tensors from that same snapshot.
+
+    Recognises torch zip archives, legacy torch pickles, safetensors and TorchScript archives (whose tensors are
+    read without running their code). Every tensor must be dense, finite and real (floating, or integer for
+    counters such as BatchNorm's ``num_batches_tracked``).
 
     Args:
         path: the file.
         detector: detector id, used in error messages.
+        name: the name to show the user (default: the path; pass the original file name for uploads).
 
     Returns:
-        The loaded object (a state dict or a dict wrapping one).
+        :class:`Loaded` (object, sha256 of exactly the bytes loaded, size, name, kind).
 
     Raises:
-        WeightsRefused: the pickle asks to run code (it was not executed).
-        WeightsCorrupt: the file is truncated, empty or not a checkpoint.
+        WeightsRefused: the pickle names a Python object that would run code (it was not executed).
+        WeightsCorrupt: empty, truncated, an LFS pointer, a web page, not a checkpoint, bad tensors, ...
     """
-    path = Path(path)
+    snap = read_snapshot(path, detector, name=name)
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise WeightsCorrupt(detector, f"cannot read checkpoint {path} ({exc.strerror}).", path=str(path)) from None
-    if size == 0:
-        raise WeightsCorrupt(detector, f"checkpoint {path} is empty (0 bytes).", path=str(path))
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        kind = sniff(snap, detector)
+        obj = _load_kind(snap, kind, detector)
+    finally:
+        snap.close()
+    check_tensors(obj, detector, snap.name)
+    return Loaded(obj, snap.sha256, snap.size, snap.name, kind)
+
+
+def _load_kind(snap: Snapshot, kind: str, detector: str) -> Any:
+    name = snap.name
+    if kind == "safetensors":
+        from safetensors.torch import load as st_load, load_file
         try:
-            return load_file(str(path), device="cpu")
+            return load_file(snap.path()) if snap.path() else st_load(bytes(snap.data))
         except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt file
-            raise WeightsCorrupt(detector, f"checkpoint {path} is not a valid safetensors file ({exc}).",
-                                 path=str(path)) from None
+            raise WeightsCorrupt(detector, f"checkpoint {name} is not a valid safetensors file ({exc}).",
+                                 path=name, how_to_fix="Get the file again.") from None
+    if kind in ("zip", "torchscript"):
+        with zipfile.ZipFile(snap.stream()) as zf:
+            if kind == "torchscript":
+                return read_torchscript(zf, detector, name)
+            pkl = min((n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), key=len)
+            storages = scan_pickle(zf.read(pkl), detector, name)
+            check_records(zf, pkl[: -len("data.pkl")], storages, detector, name)
+    else:
+        _scan_legacy(snap, detector)
     try:
-        try:
-            # mmap: tensors are paged in from the file instead of copied, so loading a 1.7 GB backbone does not
-            # briefly need twice its size in RAM (zip-format checkpoints only; legacy files fall back below)
-            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc) and "zipfile" not in str(exc).lower():
-                raise
-            return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        if "weights_only" in msg or "Unsupported global" in msg or "not an allowed global" in msg.lower():
-            raise WeightsRefused(
-                detector, f"checkpoint {path} was refused: it contains Python objects that would run code when "
-                          "loaded (only plain tensors are accepted). It was not executed.", path=str(path)) from None
-        raise WeightsCorrupt(detector, f"checkpoint {path} is corrupt ({msg.splitlines()[0][:200]}).",
-                             path=str(path)) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise WeightsCorrupt(detector, f"checkpoint {path} is truncated or not a PyTorch checkpoint ({first}).",
-                             path=str(path)) from None
+        # mmap of the sealed private snapshot: tensors are paged from memory nobody else can change or truncate
+        src = snap.path() or snap.stream()
+        return torch.load(src, map_location="cpu", weights_only=True, mmap=kind == "zip" and bool(snap.path()))
+    except Exception as exc:  # noqa: BLE001 - the scan passed, so any failure is a damaged file
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise WeightsCorrupt(detector, f"checkpoint {name} is damaged or truncated and cannot be read as a "
+                                       f"PyTorch checkpoint ({first}).", path=name,
+                             how_to_fix="Get the file again.") from None
+
+
+def _scan_legacy(snap: Snapshot, detector: str) -> None:
+    """Legacy (pre-1.6) torch files: magic, protocol and sys-info pickles, then the object pickle to scan."""
+    stream = snap.stream()
+    try:
+        for _ in range(3):
+            pickle.Unpickler(stream).load()     # plain numbers and dicts; any global here raises
+    except Exception:  # noqa: BLE001 - a bare pickle, not a torch.save file: scan it whole below
+        stream.seek(0)
+    scan_pickle(stream.read(), detector, snap.name)
+
+
+_REAL = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.uint8, torch.int16,
+         torch.int32, torch.int64)
+
+
+def check_tensors(obj: Any, detector: str, name: str) -> None:
+    """Every tensor in a loaded checkpoint is dense, strided, real and finite, or one sentence says which is not.
+
+    Raises:
+        WeightsCorrupt: naming the detector, the file and the first offending entry.
+    """
+    for key, t in _walk(obj, ""):
+        why = _tensor_problem(t)
+        if why:
+            raise WeightsCorrupt(detector, f"checkpoint {name} is unusable: entry '{key}' {why}; only dense, "
+                                           "finite floating-point weights are accepted.", path=name,
+                                 how_to_fix="Use the official checkpoint or a file saved with "
+                                            "torch.save(model.state_dict(), ...).")
+
+
+def _tensor_problem(t: torch.Tensor) -> str:
+    if t.is_meta or t.device.type == "meta":
+        return "is a 'meta' tensor (a shape without values)"
+    if t.is_nested:
+        return "is a nested tensor"
+    if t.is_quantized:
+        return f"is a quantized tensor ({t.dtype})"
+    if t.layout != torch.strided:
+        return f"is a sparse tensor ({t.layout})"
+    if t.dtype not in _REAL:
+        return f"has dtype {t.dtype}"
+    if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+        return "holds NaN or infinite values"
+    return ""
+
+
+def _walk(obj: Any, prefix: str, depth: int = 0):  # noqa: ANN202 - generator of (key, tensor)
+    if depth > 32:
+        return
+    if isinstance(obj, torch.Tensor):
+        yield prefix or "<root>", obj
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            yield from _walk(v, f"{prefix}.{k}" if prefix else str(k), depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _walk(v, f"{prefix}[{i}]", depth + 1)
 
 
 def unwrap_state_dict(obj: Any, container: str, detector: str = "checkpoint",
@@ -141,5 +224,10 @@ def load_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
     if parts:
         raise WeightsCorrupt(detector, f"checkpoint {path or ''} does not fit the {detector} architecture: "
                                        + "; ".join(parts) + ".", path=path)
+    for k, v in state_dict.items():
+        if own[k].is_floating_point() != v.is_floating_point():
+            want = "floating-point" if own[k].is_floating_point() else "integer"
+            raise WeightsCorrupt(detector, f"checkpoint {path or ''} does not fit the {detector} architecture: "
+                                           f"'{k}' is {v.dtype} where the model expects {want} values.", path=path)
     cast = {k: v.to(dtype=own[k].dtype) for k, v in state_dict.items()}
     module.load_state_dict(cast, strict=True)

@@ -23,10 +23,11 @@ from typing import Any, Literal
 
 from PIL import Image
 
+from core.forensics import RECOMPRESSED_QUALITY, jpeg_info
 from core.results import DetectionResult
 from core.verdict.ensemble import EnsembleResult
 
-QUALITY_THRESHOLD = 80       # JPEG quality estimates below this count as "recompressed / strongly compressed"
+QUALITY_THRESHOLD = RECOMPRESSED_QUALITY   # the one recompression threshold, defined by core.forensics
 DISAGREEMENT = 0.6           # p_fake range across detectors above which they "disagree strongly" (ensemble.yaml)
 MIN_COVERAGE = 0.7           # a resize+crop detector that saw less than this share of the image is reported
 NEAR_THRESHOLD = 0.1         # |p_fake − threshold| below this is "close to the threshold"
@@ -55,16 +56,40 @@ class ForensicFacts:
     is_jpeg: bool = False
     jpeg_quality: int | None = None               # IJG-equivalent estimate
     double_compression: bool | None = None        # None: could not be judged
+    exif_size: tuple[int, int] | None = None      # (W, H) the camera wrote in EXIF (PixelX/YDimension), if any
+
+    @property
+    def resized(self) -> bool | None:
+        """True when EXIF names a pixel size other than the file's (resized after capture); None: unknown."""
+        if self.image_size is None or self.exif_size is None:
+            return None
+        return self.exif_size not in (self.image_size, self.image_size[::-1])
+
+    @property
+    def recompressed(self) -> bool:
+        """A JPEG whose estimated quality is below the recompression threshold."""
+        return self.is_jpeg and self.jpeg_quality is not None and self.jpeg_quality < QUALITY_THRESHOLD
 
     @classmethod
-    def from_metadata(cls, meta: Any) -> "ForensicFacts":
-        """From a :class:`core.forensics.Metadata`."""
+    def from_metadata(cls, meta: Any, exif_size: tuple[int, int] | None = None) -> "ForensicFacts":
+        """From a :class:`core.forensics.Metadata` (``exif_size``: see :func:`exif_pixel_size`)."""
         return cls((meta.file.width, meta.file.height), meta.jpeg.is_jpeg, meta.jpeg.quality,
-                   meta.jpeg.double_compression)
+                   meta.jpeg.double_compression, exif_size)
 
     def to_dict(self) -> dict[str, Any]:
         return {"image_size": list(self.image_size) if self.image_size else None, "is_jpeg": self.is_jpeg,
-                "jpeg_quality": self.jpeg_quality, "double_compression": self.double_compression}
+                "jpeg_quality": self.jpeg_quality, "double_compression": self.double_compression,
+                "exif_size": list(self.exif_size) if self.exif_size else None, "resized": self.resized}
+
+
+def exif_pixel_size(im: Image.Image) -> tuple[int, int] | None:
+    """(W, H) from EXIF PixelXDimension/PixelYDimension, when both are present and positive."""
+    try:
+        sub = im.getexif().get_ifd(0x8769)            # the Exif sub-IFD
+        w, h = int(sub.get(0xA002, 0)), int(sub.get(0xA003, 0))
+    except Exception:  # noqa: BLE001 - EXIF is optional, forgeable evidence; a broken block means "unknown"
+        return None
+    return (w, h) if w > 0 and h > 0 else None
 
 
 def facts_from_bytes(data: bytes) -> ForensicFacts:
@@ -72,17 +97,17 @@ def facts_from_bytes(data: bytes) -> ForensicFacts:
 
     Unreadable bytes give empty facts (the image reader reports the problem elsewhere).
     """
-    from core.forensics import jpeg_info
     try:
         im = Image.open(io.BytesIO(data))
         size = im.size
         fmt = im.format
+        exif = exif_pixel_size(im)
     except Exception:  # noqa: BLE001 - facts are optional evidence; BadImage is raised by core.io elsewhere
         return ForensicFacts()
     if fmt != "JPEG":
-        return ForensicFacts(size)
+        return ForensicFacts(size, exif_size=exif)
     j = jpeg_info(bytes(data))
-    return ForensicFacts(size, True, j.quality, j.double_compression)
+    return ForensicFacts(size, True, j.quality, j.double_compression, exif)
 
 
 def input_reasons(facts: ForensicFacts | None, *, detector: str | None = None,
@@ -115,7 +140,13 @@ def _probe_flips(probe: Any, result: DetectionResult) -> Reason | None:
     return None
 
 
-def _enlarged(result: DetectionResult, spec: Any) -> tuple[int, int] | None:
+def is_face_result(result: DetectionResult, spec: Any = None) -> bool:
+    """True for a face model's result (it scores face crops, not the whole image)."""
+    mode = getattr(getattr(spec, "preprocess", None), "mode", None)
+    return mode == "face" or bool(result.faces) or result.label == "no_face" or "n_faces" in result.details
+
+
+def enlarged(result: DetectionResult, spec: Any) -> tuple[int, int] | None:
     """The size the detector resized to, when that enlarged the image (None otherwise)."""
     w, h = result.image_size
     pre = getattr(spec, "preprocess", None)
@@ -157,7 +188,9 @@ def result_reasons(result: DetectionResult, facts: ForensicFacts | None = None, 
     if result.label == "no_face":
         out.append(Reason("no_face", f"{det} found no face, so it says nothing about this image", det, "strong"))
     w, h = result.image_size
-    big = _enlarged(result, spec) if result.label != "no_face" else None
+    face_mode = is_face_result(result, spec)
+    # A face model always resizes its face crop: neither the crop nor that resize is a doubt about the image.
+    big = enlarged(result, spec) if not face_mode else None
     if big is not None:
         resize = getattr(getattr(spec, "preprocess", None), "resize", None)
         where = (f"is smaller than the {resize} px {det} resizes it to" if isinstance(resize, int) else
@@ -165,11 +198,11 @@ def result_reasons(result: DetectionResult, facts: ForensicFacts | None = None, 
         out.append(Reason("upsampled_input", f"the image ({w}×{h}) {where}, so it was enlarged first, and "
                                              "interpolation adds the kind of traces detectors look for", det,
                           "strong"))
-    elif not result.resized and min(w, h) < SMALL_SIDE and result.label != "no_face":
+    elif not result.resized and min(w, h) < SMALL_SIDE and not face_mode:
         out.append(Reason("small_image", f"the image is only {w}×{h} pixels: few pixels carry the traces {det} "
                                          "relies on", det))
     box = result.crop_box
-    if box is not None and result.label != "no_face":
+    if box is not None and not face_mode:
         bw, bh = box[2] - box[0], box[3] - box[1]
         coverage = (bw * bh) / float(w * h) if w and h else 1.0
         if not result.resized and (bw, bh) != (w, h) and coverage < 0.99:
@@ -211,7 +244,11 @@ def ensemble_reasons(ens: EnsembleResult | None, results: Sequence[DetectionResu
     out: list[Reason] = []
     ens_texts = tuple(ens.reasons) if ens is not None else ()
     out += [Reason("ensemble", t, None, "strong" if "no detector" in t else "caution") for t in ens_texts]
-    usable = [r for r in results if r.ok and not math.isnan(r.p_fake)]
+    # Only detectors with a vote count in the disagreement and the split (FACE has no vote).
+    weighted = {(v.detector_id, v.variant) for v in ens.votes} if ens is not None else None
+    usable = [r for r in results if r.ok and not math.isnan(r.p_fake)
+              and not is_face_result(r, (specs or {}).get(r.key))
+              and (weighted is None or (r.detector_id, r.variant) in weighted)]
     if len(usable) >= 2:
         hi = max(usable, key=lambda r: r.p_fake)
         lo = min(usable, key=lambda r: r.p_fake)
@@ -238,5 +275,5 @@ def ensemble_reasons(ens: EnsembleResult | None, results: Sequence[DetectionResu
     return tuple(unique)
 
 
-__all__ = ["Reason", "ForensicFacts", "facts_from_bytes", "input_reasons", "result_reasons", "ensemble_reasons",
+__all__ = ["Reason", "ForensicFacts", "facts_from_bytes", "exif_pixel_size", "is_face_result", "enlarged", "input_reasons", "result_reasons", "ensemble_reasons",
            "QUALITY_THRESHOLD", "DISAGREEMENT"]

@@ -98,10 +98,27 @@ class EnsembleResult:
     reasons: tuple[str, ...]    # reasons to doubt the verdict (empty when none apply)
     explanation: str            # plain-language summary
 
+    @property
+    def n_voted(self) -> int:
+        """Detectors confident enough to vote."""
+        return sum(v.voted for v in self.votes)
+
+    @property
+    def mean_logit(self) -> float:
+        """The weighted mean of the (uncalibrated) logits, i.e. ``logit(p_mean_logit)``; NaN when nothing ran."""
+        return float("nan") if math.isnan(self.p_mean_logit) else float(safe_logit(self.p_mean_logit))
+
+    @property
+    def summary(self) -> str:
+        """One plain line, e.g. "weighted vote of the original app: FAKE, 1 of 5 detectors voted"."""
+        return (f"weighted vote of the original app: {self.verdict}, {self.n_voted} of {len(self.votes)} "
+                f"detector{'s' if len(self.votes) != 1 else ''} voted")
+
     def to_dict(self) -> dict:
         """JSON-ready view."""
         return to_jsonable({
-            "verdict": self.verdict, "confidence": self.confidence, "votes_fake": self.votes_fake,
+            "summary": self.summary, "n_voted": self.n_voted, "verdict": self.verdict, "confidence": self.confidence,
+            "votes_fake": self.votes_fake,
             "votes_real": self.votes_real, "voted_weight": self.voted_weight, "vote_threshold": self.vote_threshold,
             "votes": [v.__dict__ for v in self.votes], "excluded": list(self.excluded),
             "p_mean_logit": self.p_mean_logit, "p_soft_or": self.p_soft_or, "reasons": list(self.reasons),
@@ -168,7 +185,7 @@ def ensemble(results: Sequence[DetectionResult], config: EnsembleConfig | None =
 
     reasons: list[str] = []
     if not usable:
-        reasons.append("no detector with weights produced a verdict")
+        reasons.append("no detector with a vote weight gave a verdict")
     elif voted_w == 0:
         reasons.append(f"no detector was confident enough to vote (all below {cfg.vote_threshold:.2f})")
     elif verdict == "UNCERTAIN":
@@ -182,23 +199,32 @@ def ensemble(results: Sequence[DetectionResult], config: EnsembleConfig | None =
             lo = min(usable, key=lambda r: r.p_fake)
             reasons.append(f"detectors disagree strongly ({hi.detector_id} p_fake {hi.p_fake:.2f} vs "
                            f"{lo.detector_id} {lo.p_fake:.2f})")
-    lo_b, hi_b = cfg.uncertain_band
-    if not math.isnan(p_mean) and lo_b <= p_mean <= hi_b:
-        reasons.append(f"the mean-logit fusion is inside the uncertain band ({p_mean:.2f} in [{lo_b}, {hi_b}])")
-    if usable and verdict != "UNCERTAIN" and not math.isnan(p_mean) and (p_mean > 0.5) != (verdict == "FAKE"):
-        reasons.append("the weighted vote and the mean-logit fusion point in opposite directions")
-
-    n_missing = len(missing or {})
-    if verdict == "UNCERTAIN":
-        text = "No clear verdict: " + (reasons[0] if reasons else "tie") + "."
-    else:
-        side = v_fake if verdict == "FAKE" else v_real
-        other = v_real if verdict == "FAKE" else v_fake
-        text = (f"{verdict}: weighted votes {side:.3f} vs {other:.3f} from {sum(v.voted for v in votes)} of "
-                f"{len(votes)} detectors (votes count only above {cfg.vote_threshold:.2f} confidence); weighted "
-                f"confidence {confidence:.2f}.")
-    if n_missing:
-        text += (f" {n_missing} detector(s) without weights were left out and the weights renormalised over the "
-                 f"{len(usable)} that ran.")
+    # The mean-logit and soft-OR numbers mix uncalibrated scores on different scales: they are shown as fusions,
+    # never used here as probabilities (the graded assessment uses calibrated scores only).
+    text = _explanation(verdict, v_fake, v_real, votes, confidence, cfg, missing or {}, results, usable)
     return EnsembleResult(verdict, confidence, v_fake, v_real, voted_w, cfg.vote_threshold, tuple(votes),
                           tuple(excluded), p_mean, p_or, tuple(reasons), text)
+
+
+def _explanation(verdict: Verdict, v_fake: float, v_real: float, votes: Sequence[Vote], confidence: float,
+                 cfg: EnsembleConfig, missing: Mapping[str, str], results: Sequence[DetectionResult],
+                 usable: Sequence[DetectionResult]) -> str:
+    """The vote in one paragraph; counts only what actually took part (FACE ran but has no vote)."""
+    n_voted = sum(v.voted for v in votes)
+    if verdict == "UNCERTAIN":
+        why = ("no detector with a vote weight gave a verdict" if not votes else
+               f"no detector was confident enough to vote (all at or below {cfg.vote_threshold:.2f})" if not n_voted
+               else "the fake and real votes are tied")
+        text = f"No verdict from the weighted vote: {why}."
+    else:
+        side, other = (v_fake, v_real) if verdict == "FAKE" else (v_real, v_fake)
+        text = (f"{verdict}: weighted votes {side:.3f} vs {other:.3f} from {n_voted} of {len(votes)} detectors "
+                f"(a detector votes only above {cfg.vote_threshold:.2f} confidence in its own verdict); weighted "
+                f"confidence {confidence:.2f} (a share of the votes, not a probability).")
+    if missing:
+        text += (f" {len(missing)} detector{'s' if len(missing) != 1 else ''} did not run ({', '.join(missing)}); "
+                 f"the weights are renormalised over the {len(usable)} with a vote weight that gave a verdict.")
+    silent = sorted({r.detector_id for r in results} - {r.detector_id for r in usable})
+    if silent:
+        text += f" {', '.join(silent)} ran without a vote (no vote weight or no verdict on this image)."
+    return text

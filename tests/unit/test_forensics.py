@@ -13,6 +13,7 @@ from PIL import Image, ImageFilter
 from PIL.PngImagePlugin import PngInfo
 
 from core import forensics as F
+from core.forensics import jpeg as FJ
 from core.errors import BadImage
 
 XMP_TMPL = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -160,8 +161,8 @@ def test_jpeg_quality_is_estimated_from_the_quantisation_tables(quality):
 
 
 def test_custom_quantisation_tables_give_a_nearby_quality_and_are_marked_non_standard():
-    luma = (F.ijg_table(F._STD_LUMA, 60) + np.arange(64) % 3).tolist()          # a camera-like custom table
-    chroma = F.ijg_table(F._STD_CHROMA, 60).tolist()
+    luma = (F.ijg_table(FJ._STD_LUMA, 60) + np.arange(64) % 3).tolist()          # a camera-like custom table
+    chroma = F.ijg_table(FJ._STD_CHROMA, 60).tolist()
     info = F.jpeg_info(encode(texture(64, 64), "JPEG", qtables=[luma, chroma]))
     assert abs(info.quality - 60) <= 5 and not info.standard_tables
 
@@ -377,7 +378,8 @@ def test_c2pa_tampered_file_is_invalid(signed_jpeg):
 
 
 def test_c2pa_presence_without_the_library_says_validation_is_unavailable(signed_jpeg, monkeypatch):
-    monkeypatch.setattr(F, "_c2pa_library", lambda: None)
+    from core.forensics import provenance
+    monkeypatch.setattr(provenance, "_c2pa_library", lambda: None)
     c = F.read_c2pa(signed_jpeg, "image/jpeg")
     assert c.present and not c.validated and c.validation_state is None
     assert "validation is unavailable" in c.note

@@ -125,6 +125,11 @@ def test_svg_line_chart_is_plain_svg():
 
 # ----------------------------------------------------------------------------------------------- CLI
 
+def main(argv):
+    """``python -m core report ...`` in process."""
+    return cli_main(["report", *argv])
+
+
 def test_cli_writes_both_files(decided, tmp_path, capsys):
     img = tmp_path / "x.jpg"
     img.write_bytes(jpeg_bytes())
@@ -170,7 +175,7 @@ def test_cli_missing_image(weights_home, tmp_path, capsys):
     assert "file not found" in capsys.readouterr().err
 
 
-def test_add_report_command_registers_the_subcommand(weights_home, tmp_path):
+def test_add_parser_registers_the_subcommand(weights_home, tmp_path):
     p = argparse.ArgumentParser()
     report_cmd.add_parser(p.add_subparsers(dest="command", required=True))
     img = tmp_path / "x.png"
