@@ -40,13 +40,14 @@ def tiny_config(tmp_path, monkeypatch) -> Path:
 
 
 
-_FOLDER_MARKERS = {"golden": "golden", "app": "app", "e2e": "e2e"}
+_FOLDER_MARKERS = {"golden": ("golden", "slow"), "app": ("app",), "e2e": ("e2e", "slow")}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark tests by folder (tests/golden → golden, tests/app → app, tests/e2e → e2e) so lanes can select them."""
+    """Mark tests by folder (tests/golden → golden + slow, tests/app → app, tests/e2e → e2e + slow) for the lanes."""
     for item in items:
         parts = Path(str(item.fspath)).parts
-        for folder, marker in _FOLDER_MARKERS.items():
+        for folder, markers in _FOLDER_MARKERS.items():
             if folder in parts[-2:-1]:
-                item.add_marker(getattr(pytest.mark, marker))
+                for marker in markers:
+                    item.add_marker(getattr(pytest.mark, marker))
