@@ -93,3 +93,7 @@ class WeightsRefused(WeightsError):
 
 class DownloadError(WeightsError):
     """A download failed (offline, HTTP error, interrupted); nothing was left in the weights folder."""
+
+
+class ScoreError(DeepfakeLensError, ValueError):
+    """A detector produced a non-finite score (NaN or infinite logit); no label is given for it."""

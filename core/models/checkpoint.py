@@ -24,6 +24,7 @@ class Loaded:
     size: int
     name: str
     kind: str               # zip | pickle | safetensors | torchscript
+    git_blob_sha1: str | None = None
 
 
 def load_checkpoint(path: str | Path, detector: str = "checkpoint", *, name: str | None = None) -> Any:
@@ -31,7 +32,8 @@ def load_checkpoint(path: str | Path, detector: str = "checkpoint", *, name: str
     return load_verified(path, detector, name=name).obj
 
 
-def load_verified(path: str | Path, detector: str = "checkpoint", *, name: str | None = None) -> Loaded:
+def load_verified(path: str | Path, detector: str = "checkpoint", *, name: str | None = None,
+                  want_blob: bool = False) -> Loaded:
     """Read a checkpoint once into a private snapshot, hash it, and load tensors from that same snapshot.
 
     Recognises torch zip archives, legacy torch pickles, safetensors and TorchScript archives (whose tensors are
@@ -42,6 +44,7 @@ def load_verified(path: str | Path, detector: str = "checkpoint", *, name: str |
         path: the file.
         detector: detector id, used in error messages.
         name: the name to show the user (default: the path; pass the original file name for uploads).
+        want_blob: also compute git's blob id of the same bytes.
 
     Returns:
         :class:`Loaded` (object, sha256 of exactly the bytes loaded, size, name, kind).
@@ -50,14 +53,14 @@ def load_verified(path: str | Path, detector: str = "checkpoint", *, name: str |
         WeightsRefused: the pickle names a Python object that would run code (it was not executed).
         WeightsCorrupt: empty, truncated, an LFS pointer, a web page, not a checkpoint, bad tensors, ...
     """
-    snap = read_snapshot(path, detector, name=name)
+    snap = read_snapshot(path, detector, name=name, want_blob=want_blob)
     try:
         kind = sniff(snap, detector)
         obj = _load_kind(snap, kind, detector)
     finally:
         snap.close()
     check_tensors(obj, detector, snap.name)
-    return Loaded(obj, snap.sha256, snap.size, snap.name, kind)
+    return Loaded(obj, snap.sha256, snap.size, snap.name, kind, snap.git_blob_sha1)
 
 
 def _load_kind(snap: Snapshot, kind: str, detector: str) -> Any:
@@ -90,14 +93,28 @@ def _load_kind(snap: Snapshot, kind: str, detector: str) -> Any:
 
 
 def _scan_legacy(snap: Snapshot, detector: str) -> None:
-    """Legacy (pre-1.6) torch files: magic, protocol and sys-info pickles, then the object pickle to scan."""
+    """Legacy (pre-1.6) torch files: magic, protocol and sys-info pickles, then the object pickle to scan.
+
+    The preamble pickles are read by an unpickler that resolves no global at all, so nothing can run here; a bare
+    pickle (no preamble) is then scanned whole.
+    """
     stream = snap.stream()
     try:
         for _ in range(3):
-            pickle.Unpickler(stream).load()     # plain numbers and dicts; any global here raises
-    except Exception:  # noqa: BLE001 - a bare pickle, not a torch.save file: scan it whole below
+            _NoGlobals(stream).load()
+    except Exception:  # noqa: BLE001 - not a torch.save preamble: scan the whole pickle below
         stream.seek(0)
     scan_pickle(stream.read(), detector, snap.name)
+
+
+class _NoGlobals(pickle.Unpickler):
+    """Reads plain data only (numbers, strings, dicts); any global is an error, never resolved."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"global {module}.{name} in a preamble")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("persistent id in a preamble")
 
 
 _REAL = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.uint8, torch.int16,

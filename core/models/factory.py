@@ -12,6 +12,7 @@ import torch
 
 from core.errors import WeightsUnavailable
 from core.models import weights as W
+from core.models.checkpoint import Loaded, load_verified
 from core.models.registry import get_arch, get_spec
 from core.models.specs import DetectorSpec
 
@@ -61,17 +62,30 @@ def create_detector(name: str, weights: str | Path | None = None, *, variant: st
     det = build_detector(spec, device=device)
     if pretrained:
         if spec.weights is not None:
-            path = W.resolve_weights(spec, weights=weights, weights_dir=weights_dir, allow_download=allow_download,
-                                     progress=progress)
-            det.load_checkpoint(W.load_checkpoint(path, spec.id), str(path))
-            det.weights_path, det.weights_sha256 = Path(path), W.sha256_file(path)
+            loaded, path = _load_part(spec, "weights", weights, weights_dir, allow_download, progress)
+            det.load_checkpoint(loaded.obj, loaded.name)
+            det.weights_path, det.weights_sha256 = path, loaded.sha256
+            if weights is not None:
+                det.custom_weights = path.name      # results say "custom file", never the official variant
         if spec.backbone is not None:
-            path = W.resolve_weights(spec, weights=backbone_weights, weights_dir=weights_dir,
-                                     allow_download=allow_download, progress=progress, part="backbone")
-            det.load_backbone(W.load_checkpoint(path, spec.id), str(path))
-            det.backbone_path, det.backbone_sha256 = Path(path), W.sha256_file(path)
+            loaded, path = _load_part(spec, "backbone", backbone_weights, weights_dir, allow_download, progress)
+            det.load_backbone(loaded.obj, loaded.name)
+            det.backbone_path, det.backbone_sha256 = path, loaded.sha256
         det.model.eval()
     return det
+
+
+def _load_part(spec: DetectorSpec, part: str, explicit: str | Path | None, weights_dir: str | Path | None,
+               allow_download: bool, progress: Callable[[int, int | None], None] | None) -> tuple[Loaded, Path]:
+    """Resolve, then load from one immutable snapshot; the official checksum is checked on the bytes loaded."""
+    path = W.resolve_weights(spec, weights=explicit, weights_dir=weights_dir, allow_download=allow_download,
+                             progress=progress, part=part, check=False)
+    ws = W.part_spec(spec, part)
+    loaded = load_verified(path, spec.id, want_blob=explicit is None and ws.sha256 is None
+                           and ws.git_blob_sha1 is not None)
+    if explicit is None:
+        W.check_known(spec, ws, str(path), loaded.size, loaded.sha256, lambda: loaded.git_blob_sha1 or "")
+    return loaded, Path(path)
 
 
 __all__ = ["build_detector", "create_detector"]

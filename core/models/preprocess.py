@@ -28,7 +28,7 @@ _INTERP = {
 class Prepared:
     """A preprocessed image plus the facts the result must report."""
 
-    tensor: torch.Tensor                              # C x H x W float32, normalised
+    tensor: torch.Tensor                              # C x H x W float32, normalised (ten_crop: 10 x C x H x W)
     image_size: tuple[int, int]                       # (W, H) of the original RGB image
     input_size: tuple[int, int]                       # (W, H) of ``tensor``
     crop_box: tuple[int, int, int, int] | None        # region of the original image the tensor covers
@@ -51,6 +51,12 @@ def describe(cfg: PreprocessCfg) -> str:
         return "MTCNN face crops (160 px) → bilinear 256×256 → /255"
     if cfg.mode == "resize_crop":
         return f"resize shorter side {cfg.resize} ({cfg.interpolation}) → centre crop {cfg.crop} → {stats} mean/std"
+    if cfg.mode == "center_crop":
+        return (f"centre crop {cfg.crop}×{cfg.crop} at native resolution (no resize; zero-pad a side under "
+                f"{cfg.crop}) → {stats} mean/std")
+    if cfg.mode == "ten_crop":
+        return (f"ten {cfg.crop}×{cfg.crop} crops at native resolution (4 corners + centre, and mirrored) → "
+                f"{stats} mean/std; logits averaged")
     parts = ["full resolution"]
     if isinstance(cfg.resize, tuple):
         parts = [f"resize to {cfg.resize[0]}×{cfg.resize[1]} ({cfg.interpolation})"]
@@ -62,6 +68,27 @@ def describe(cfg: PreprocessCfg) -> str:
         parts.append("drop last row/column when odd")
     parts.append(f"{stats} mean/std")
     return " → ".join(parts)
+
+
+def _native_crop_transform(cfg: PreprocessCfg, text: str) -> Callable[[Image.Image], Prepared]:
+    """``center_crop`` / ``ten_crop``: torchvision CenterCrop / TenCrop on the PIL image, never resampled (RINE)."""
+    side, mean, std = int(cfg.crop or 0), list(cfg.mean), list(cfg.std)
+
+    def transform(image: Image.Image) -> Prepared:
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        w0, h0 = image.size
+        if cfg.mode == "ten_crop":
+            if w0 < side or h0 < side:        # torchvision's TenCrop refuses too (undefined upstream)
+                raise ValueError(f"ten-crop needs at least {side}×{side} pixels; the image is {w0}×{h0}")
+            crops = TF.ten_crop(image, [side, side])
+            tensor = torch.stack([TF.normalize(TF.to_tensor(c), mean, std) for c in crops])
+            return Prepared(tensor, (w0, h0), (side, side), None, False, text)
+        # CenterCrop zero-pads a side under `side` first ((side - s) // 2 before), so the box is the whole side.
+        tensor = TF.normalize(TF.to_tensor(TF.center_crop(image, [side, side])), mean, std)
+        box = _center_box(w0, h0, min(side, w0), min(side, h0))
+        return Prepared(tensor, (w0, h0), (side, side), box, False, text)
+
+    return transform
 
 
 def build_transform(cfg: PreprocessCfg) -> Callable[[Image.Image], Prepared]:
@@ -86,6 +113,8 @@ def build_transform(cfg: PreprocessCfg) -> Callable[[Image.Image], Prepared]:
     interp = _INTERP[cfg.interpolation]
     mean, std = list(cfg.mean), list(cfg.std)
     text = describe(cfg)
+    if cfg.mode in ("center_crop", "ten_crop"):
+        return _native_crop_transform(cfg, text)
 
     def transform(image: Image.Image) -> Prepared:
         if image.mode != "RGB":

@@ -1,7 +1,8 @@
 """Detector registry: YAML specs (what) + registered builders (how to build).
 
-Adding a detector = one YAML under configs/detectors/ (+ one ``@register_arch`` builder for a new architecture).
-The UI and CLI list detectors from here, never from a hard-coded list.
+Adding a detector = one YAML under configs/detectors/ (its variants inside; + one ``@register_arch`` builder for a new
+architecture). The UI and CLI list detectors from here, never from a hard-coded list; the display order comes from
+each YAML's ``order``. Parsing is :mod:`core.models.specs` (pure); this module adds the builders.
 """
 from __future__ import annotations
 
@@ -9,18 +10,14 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 from core import settings
 from core.errors import ConfigError, UnknownDetector
-from core.models.specs import DetectorSpec, parse_spec
+from core.models.specs import DetectorSpec, scan_specs, spec_files
 
 ArchBuilder = Callable[..., "Detector"]  # noqa: F821 - (spec, device=...) -> Detector with random weights
 
 _ARCHS: dict[str, ArchBuilder] = {}
 _CONFIG_DIRS: list[Path] = [settings.DETECTOR_CONFIG_DIR]
-# The order the papers' detectors are shown in (ensemble weight order of the seed), then anything added later.
-PREFERRED_ORDER = ("CLIP-D", "R50_TF", "R50_nodown", "P2G", "NPR", "FACE")
 _scan_lock = threading.Lock()
 _scan_cache: tuple[tuple, dict[str, DetectorSpec]] | None = None
 
@@ -75,41 +72,33 @@ def config_dirs() -> list[Path]:
 
 
 def _scan() -> dict[str, DetectorSpec]:
-    """Parse and validate every YAML; cached until a file or the folder list changes."""
+    """Parse and validate every YAML (:func:`core.models.specs.scan_specs`) and check each ``arch`` against the
+    registered builders; cached until a file, the folder list or the set of builders changes."""
     global _scan_cache
     _ensure_builtin_archs()
     dirs = config_dirs()
-    files = sorted({f for d in dirs if d.is_dir() for f in list(d.glob("*.yaml")) + list(d.glob("*.yml"))})
+    files = spec_files(dirs)
     stamp = tuple((str(f), f.stat().st_mtime_ns) for f in files) + (tuple(map(str, dirs)), tuple(_ARCHS))
     with _scan_lock:
         if _scan_cache is not None and _scan_cache[0] == stamp:
             return _scan_cache[1]
-        specs: dict[str, DetectorSpec] = {}
-        origin: dict[str, Path] = {}
-        for f in files:
-            try:
-                data = yaml.safe_load(f.read_text(encoding="utf-8"))
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{f}: not valid YAML ({exc})") from None
-            spec = parse_spec(data, f, known_archs=set(_ARCHS))
-            if spec.key in specs:
-                raise ConfigError(f"{f}: field 'id': duplicate detector {spec.key!r} (also in {origin[spec.key]})")
-            specs[spec.key] = spec
-            origin[spec.key] = f
-        by_id: dict[str, list[DetectorSpec]] = {}
-        for s in specs.values():
-            by_id.setdefault(s.id, []).append(s)
-        for det_id, group in by_id.items():
-            defaults = [s for s in group if s.default]
-            if len(defaults) > 1:
-                raise ConfigError(f"{defaults[1].config_path}: field 'default': {det_id} has more than one default "
-                                  f"variant ({[s.variant for s in defaults]})")
+        specs = scan_specs(dirs)
+        for spec in specs.values():
+            if spec.arch not in _ARCHS:
+                raise ConfigError(f"{spec.config_path}: variant '{spec.variant}': field 'arch': unknown architecture "
+                                  f"{spec.arch!r}; registered: {sorted(_ARCHS)}")
         _scan_cache = (stamp, specs)
         return specs
 
 
-def _order(det_id: str) -> tuple[int, str]:
-    return (PREFERRED_ORDER.index(det_id) if det_id in PREFERRED_ORDER else len(PREFERRED_ORDER), det_id)
+def _id_order(specs: dict[str, DetectorSpec]) -> dict[str, tuple[int, int, str]]:
+    """Display order of each id: its YAML's ``order`` (the smallest over its variants), then ids without one, by name."""
+    orders: dict[str, list[int]] = {}
+    for s in specs.values():
+        orders.setdefault(s.id, [])
+        if s.order is not None:
+            orders[s.id].append(s.order)
+    return {i: ((0, min(o), i) if o else (1, 0, i)) for i, o in orders.items()}
 
 
 def list_detectors() -> list[str]:
@@ -119,13 +108,16 @@ def list_detectors() -> list[str]:
         >>> list_detectors()
         ['CLIP-D', 'R50_TF', 'R50_nodown', 'P2G', 'NPR', 'FACE']
     """
-    return sorted({s.id for s in _scan().values()}, key=_order)
+    order = _id_order(_scan())
+    return sorted(order, key=order.__getitem__)
 
 
 def list_specs(detector_id: str | None = None) -> list[DetectorSpec]:
     """Every variant's spec (optionally of one id), default variant first within an id."""
-    specs = [s for s in _scan().values() if detector_id is None or s.id == detector_id]
-    return sorted(specs, key=lambda s: (_order(s.id), not _is_default(s), s.variant))
+    all_specs = _scan()
+    order = _id_order(all_specs)
+    specs = [s for s in all_specs.values() if detector_id is None or s.id == detector_id]
+    return sorted(specs, key=lambda s: (order[s.id], not _is_default(s), s.variant))
 
 
 def _is_default(spec: DetectorSpec) -> bool:
@@ -157,7 +149,15 @@ def get_spec(name: str, variant: str | None = None) -> DetectorSpec:
     raise UnknownDetector(f"{name} has no variant {variant!r}; variants: {', '.join(sorted(s.variant for s in group))}.")
 
 
-__all__ = ["register_arch", "add_config_dir", "list_archs", "list_detectors", "list_specs", "get_spec",
-           "get_arch", "config_dirs"]
+__all__ = [
+    "add_config_dir",
+    "config_dirs",
+    "get_arch",
+    "get_spec",
+    "list_archs",
+    "list_detectors",
+    "list_specs",
+    "register_arch",
+]
 
 

@@ -41,6 +41,7 @@ class Snapshot:
     sha256: str
     fd: int
     data: memoryview
+    git_blob_sha1: str | None = None
     _keep: object = field(default=None, repr=False)
 
     def path(self) -> str:
@@ -77,13 +78,15 @@ def _stat_key(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def read_snapshot(path: str | Path, detector: str = "checkpoint", *, name: str | None = None) -> Snapshot:
+def read_snapshot(path: str | Path, detector: str = "checkpoint", *, name: str | None = None,
+                  want_blob: bool = False) -> Snapshot:
     """Read a file once into a private sealed copy, hashing the bytes as they are read.
 
     Args:
         path: the file.
         detector: detector id for messages.
         name: the name to show the user (default: the path).
+        want_blob: also compute git's blob id of the bytes (for checkpoints published with only that).
 
     Raises:
         WeightsCorrupt: unreadable, over the size limit, or changed while it was being read.
@@ -98,7 +101,7 @@ def read_snapshot(path: str | Path, detector: str = "checkpoint", *, name: str |
         if before.st_size > settings.max_checkpoint_bytes():
             raise WeightsCorrupt(detector, f"checkpoint {shown} ({before.st_size:,} bytes) is larger than the "
                                            "checkpoint size limit (DEEPFAKE_LENS_MAX_CHECKPOINT_BYTES).", path=shown)
-        return _copy_hashed(fd_in, before, detector, shown)
+        return _copy_hashed(fd_in, before, detector, shown, want_blob)
     finally:
         os.close(fd_in)
 
@@ -109,9 +112,10 @@ def _changed(detector: str, shown: str) -> WeightsCorrupt:
                           path=shown)
 
 
-def _copy_hashed(fd_in: int, before: os.stat_result, detector: str, shown: str) -> Snapshot:
+def _copy_hashed(fd_in: int, before: os.stat_result, detector: str, shown: str, want_blob: bool) -> Snapshot:
     size = before.st_size
     h = hashlib.sha256()
+    blob = hashlib.sha1(f"blob {size}\0".encode()) if want_blob else None
     memfd = os.memfd_create("dl-checkpoint", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING) \
         if hasattr(os, "memfd_create") else -1
     buf = bytearray(size) if memfd < 0 else None
@@ -124,6 +128,8 @@ def _copy_hashed(fd_in: int, before: os.stat_result, detector: str, shown: str) 
             if not chunk:
                 raise _changed(detector, shown)        # the file shrank under us
             h.update(chunk)
+            if blob is not None:
+                blob.update(chunk)
             if buf is not None:
                 buf[done:done + len(chunk)] = chunk
             else:
@@ -139,14 +145,15 @@ def _copy_hashed(fd_in: int, before: os.stat_result, detector: str, shown: str) 
         if memfd >= 0:
             os.close(memfd)
         raise
+    blob_hex = blob.hexdigest() if blob is not None else None
     if buf is not None:
-        return Snapshot(shown, size, h.hexdigest(), -1, memoryview(bytes(buf)))
+        return Snapshot(shown, size, h.hexdigest(), -1, memoryview(bytes(buf)), blob_hex)
     seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
     fcntl.fcntl(memfd, fcntl.F_ADD_SEALS, seals)
     if size == 0:
-        return Snapshot(shown, 0, h.hexdigest(), memfd, memoryview(b""))
+        return Snapshot(shown, 0, h.hexdigest(), memfd, memoryview(b""), blob_hex)
     mm = mmap.mmap(memfd, size, prot=mmap.PROT_READ)
-    return Snapshot(shown, size, h.hexdigest(), memfd, memoryview(mm), mm)
+    return Snapshot(shown, size, h.hexdigest(), memfd, memoryview(mm), blob_hex, mm)
 
 
 # --------------------------------------------------------------------------------------------- sniffing

@@ -52,7 +52,7 @@ def group_image() -> Image.Image:
 @pytest.fixture(scope="module")
 def group_explained(detector, group_image):
     """The group photo scored with per-face Grad-CAM, computed once (MTCNN + two forwards + two explanations)."""
-    return detector.predict(group_image, with_cam=True)
+    return detector.predict_faces(group_image, with_cam=True)
 
 
 def _gradient(w: int = 320, h: int = 240) -> Image.Image:
@@ -113,7 +113,7 @@ def test_no_face_gradient(detector):
 def test_no_face_tiny_or_odd_images(detector, size, mode):
     img = Image.new(mode, size)
     assert detector.predict(img).label == "no_face"
-    assert detector.predict(img, with_cam=True).label == "no_face"
+    assert detector.predict_faces(img, with_cam=True).label == "no_face"
 
 
 def test_predict_batch_matches_predict(detector):
@@ -199,7 +199,7 @@ def test_gradcam_per_face_and_pasted(detector, group_image, group_explained):
 def test_gradcam_thread_safe(detector):
     full = golden_image("faces/face_1.jpg")
     img = full.resize((full.width // 2, full.height // 2), Image.BILINEAR)   # smaller: quicker MTCNN, same face
-    explained = detector.predict(img, with_cam=True)
+    explained = detector.predict_faces(img, with_cam=True)
     assert explained.logit == detector.predict(img).logit          # explaining does not change the score
     reference = explained.faces[0].heatmap
     results: list[np.ndarray | None] = [None] * 8
@@ -207,7 +207,7 @@ def test_gradcam_thread_safe(detector):
 
     def work(i: int) -> None:
         try:
-            results[i] = detector.predict(img, with_cam=True).faces[0].heatmap
+            results[i] = detector.predict_faces(img, with_cam=True).faces[0].heatmap
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
 

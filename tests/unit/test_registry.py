@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from tests.helpers import TINY_YAML, make_tiny_checkpoint
+from tests.helpers import ROOT, TINY_YAML, make_tiny_checkpoint
 from PIL import Image
 
 from core import (
@@ -56,6 +56,156 @@ def test_truefake_variants_are_separate_specs():
 
 def _write(d, name, text):
     (d / name).write_text(text)
+
+
+# ------------------------------------------------------------------------------------ one YAML per id, variants
+
+FAMILY_YAML = """\
+id: FAM
+order: 3
+arch: tiny_cnn
+ensemble_weight: 0.2
+weights:
+  file: base.pt
+  container: model
+  sha256: null
+  git_blob_sha1: 2430d34a6d6a1143d46d4276a05536770b1a2a97
+  sources: [{type: url, url: "http://127.0.0.1:9/base.pt"}]
+preprocess: {mode: full, large_crop: 64, even_crop: true}
+options: {a: 1, nested: {x: 1, y: 2}, names: [p, q]}
+card: {title: Family, paper: P, code: C, licence: MIT, training_data: D}
+coverage: {generators: [ProGAN], trained_until: 2017, weaknesses: [resize, jpeg], min_side: 64}
+variants:
+  original:
+    default: true
+  resized:
+    weights: {shared_with: original}
+    preprocess: {resize: [32, 32], large_crop: null}
+  other:
+    weights: {file: other.pt, git_blob_sha1: null, sources: [{type: bundle, member: "FAM/**/best.pt"}]}
+    options: {nested: {y: null, z: 3}, names: [r]}
+    card: {title: Family (other)}
+    coverage: {generators: [FLUX.1], trained_until: 2024}
+"""
+
+
+def test_variants_inherit_from_the_top_level(tmp_path, monkeypatch):
+    _write(tmp_path, "fam.yaml", FAMILY_YAML)
+    monkeypatch.setenv("DEEPFAKE_LENS_CONFIG_DIRS", str(tmp_path))
+    assert [s.variant for s in list_specs("FAM")] == ["original", "other", "resized"]
+    orig, resized, other = get_spec("FAM"), get_spec("FAM:resized"), get_spec("FAM:other")
+    assert orig.default and not resized.default and orig.ensemble_weight == other.ensemble_weight == 0.2
+    assert resized.weights.file == "base.pt" and resized.weights.shared_with == "original"
+    assert resized.weights.sources == orig.weights.sources and resized.weights.container == "model"
+    # a variant's mapping merges into the top level; a scalar replaces; null drops the inherited key
+    assert resized.preprocess.resize == (32, 32) and resized.preprocess.large_crop is None
+    assert resized.preprocess.even_crop and orig.preprocess.large_crop == 64 and orig.preprocess.resize is None
+    assert other.weights.file == "other.pt" and other.weights.git_blob_sha1 is None
+    assert [src.type for src in other.weights.sources] == ["bundle"]        # lists replace, never append
+    assert other.options == {"a": 1, "nested": {"x": 1, "z": 3}, "names": ["r"]}
+    assert orig.options == {"a": 1, "nested": {"x": 1, "y": 2}, "names": ["p", "q"]}
+    assert other.card.title == "Family (other)" and other.card.paper == "P"
+    assert other.coverage.generators == ("FLUX.1",) and other.coverage.trained_until == 2024
+    assert other.coverage.weaknesses == ("resize", "jpeg") and other.coverage.min_side == 64
+    assert orig.coverage.generators == ("ProGAN",) and orig.config_path.endswith("fam.yaml")
+
+
+def test_merge_semantics():
+    from core.models.specs import merge
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": 1}
+    out = merge(base, {"a": {"y": [3], "z": None}, "b": None, "c": {"d": 1}})
+    assert out == {"a": {"x": 1, "y": [3]}, "c": {"d": 1}}
+    assert base == {"a": {"x": 1, "y": [1, 2]}, "b": 1}                    # the base is never modified
+
+
+@pytest.mark.parametrize("mutation, message", [
+    (lambda y: y.replace("    coverage: {generators: [FLUX.1]", "    coverage: {content: video, generators: [FLUX.1]"),
+     "variant 'other': field 'coverage.content'"),
+    (lambda y: y.replace("container: model", "container: pickle"), "variant 'original': field 'weights.container'"),
+    (lambda y: y.replace("weights: {shared_with: original}", "weights: {container: zip}"),
+     "variant 'resized': field 'weights.container'"),
+    (lambda y: y.replace("weaknesses: [resize, jpeg]", "weaknesses: [blur]"), "field 'coverage.weaknesses'"),
+    (lambda y: y.replace("trained_until: 2017", "trained_until: recent"), "field 'coverage.trained_until'"),
+    (lambda y: y.replace("order: 3", "order: first"), "field 'order'"),
+    (lambda y: y.replace("id: FAM\n", "id: FAM\nvariant: original\n"), "field 'variant': not allowed beside"),
+    (lambda y: y.replace("id: FAM\n", "id: FAM\ndefault: true\n"), "field 'default': not allowed beside"),
+    (lambda y: y.replace("  resized:\n", "  resized:\n    id: OTHER\n"), "variant 'resized': field 'id'"),
+    (lambda y: y.replace("  resized:\n", "  'res ized':\n"), "field 'variants'"),
+    (lambda y: y.replace("  other:\n", "  other:\n    default: true\n"), "more than one default"),
+    (lambda y: y.replace("  other:\n", "  other:\n    colour: blue\n"), "variant 'other': field '<top>'"),
+    (lambda y: y.replace("arch: tiny_cnn", "arch: no_such"), "variant 'original': field 'arch': unknown architecture"),
+])
+def test_variant_errors_name_file_variant_and_field(tmp_path, monkeypatch, mutation, message):
+    _write(tmp_path, "fam.yaml", mutation(FAMILY_YAML))
+    monkeypatch.setenv("DEEPFAKE_LENS_CONFIG_DIRS", str(tmp_path))
+    with pytest.raises(ConfigError) as exc:
+        list_detectors()
+    assert "fam.yaml" in str(exc.value) and message in str(exc.value), str(exc.value)
+
+
+@pytest.mark.parametrize("source, message", [
+    ('{type: url, url: "https://x/a.zip", member: "w/best.pt", archive_md5: 20febd0ca0a4ddb22848a0961b5c6c59}', None),
+    ('{type: url, url: "https://x/a.zip", member: "../best.pt"}', "sources[0].member"),
+    ('{type: url, url: "https://x/a.zip", member: "/etc/best.pt"}', "sources[0].member"),
+    ('{type: url, url: "https://x/a.zip", member: "w/best.pt", archive_md5: XYZ}', "sources[0].archive_md5"),
+    ('{type: url, url: "https://x/a.zip", archive_md5: 20febd0ca0a4ddb22848a0961b5c6c59}', "sources[0].archive_md5"),
+    ('{type: hf, repo_id: o/r, filename: f.pt, member: "w/best.pt"}', "unknown key"),
+])
+def test_url_sources_may_name_a_zip_member(tmp_path, monkeypatch, source, message):
+    from core.models.specs import load_spec_file
+    path = tmp_path / "z.yaml"
+    path.write_text(TINY_YAML.format(weight=0.1).replace('{type: url, url: "http://127.0.0.1:9/tiny.pt"}', source))
+    if message is None:
+        (spec,) = load_spec_file(path)
+        src = spec.weights.sources[0]
+        assert (src.member, src.archive_md5) == ("w/best.pt", "20febd0ca0a4ddb22848a0961b5c6c59")
+        assert "member w/best.pt" in src.describe()
+    else:
+        with pytest.raises(ConfigError, match="z.yaml: variant 'original'") as exc:
+            load_spec_file(path)
+        assert message in str(exc.value)
+
+
+def test_a_file_without_variants_is_one_variant(tmp_path):
+    from core.models.specs import Coverage, load_spec_file
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_YAML.format(weight=0.1))
+    (spec,) = load_spec_file(path)
+    assert spec.key == "TINY:original" and spec.default and spec.coverage == Coverage() and spec.order is None
+
+
+def test_display_order_comes_from_the_yamls(tmp_path, monkeypatch):
+    _write(tmp_path, "fam.yaml", FAMILY_YAML.replace("order: 3", "order: 15"))       # between CLIP-D and R50_TF
+    _write(tmp_path, "tiny.yaml", TINY_YAML.format(weight=0.1))                      # no order: after, by name
+    _write(tmp_path, "aaa.yaml", TINY_YAML.format(weight=0.1).replace("id: TINY", "id: AAA"))
+    monkeypatch.setenv("DEEPFAKE_LENS_CONFIG_DIRS", str(tmp_path))
+    ids = list_detectors()
+    assert [i for i in ids if i in SIX or i == "FAM"] == ["CLIP-D", "FAM", "R50_TF", "R50_nodown", "P2G", "NPR", "FACE"]
+    assert ids[-2:] == ["AAA", "TINY"]
+
+
+def test_spec_parsing_needs_no_torch():
+    import subprocess
+    import sys
+    code = ("import sys; from core import settings; from core.models.specs import scan_specs; "
+            "specs = scan_specs([settings.DETECTOR_CONFIG_DIR]); assert len(specs) >= 12, specs; "
+            "assert 'torch' not in sys.modules, 'torch loaded'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_shipped_variants_inherit_what_they_do_not_state():
+    npr, npr256, nprtf = get_spec("NPR"), get_spec("NPR:original_resize256"), get_spec("NPR:truefake")
+    assert npr.preprocess.large_crop == 1024 and npr256.preprocess.large_crop is None
+    assert npr256.weights.file == npr.weights.file == "NPR.pth" and npr256.weights.shared_with == "original"
+    assert nprtf.weights.git_blob_sha1 is None and npr.weights.git_blob_sha1
+    p2g, p2gtf = get_spec("P2G"), get_spec("P2G:truefake")
+    assert p2gtf.options["num_tasks"] == 1 and p2gtf.options["K"] == p2g.options["K"] == 7
+    assert p2gtf.backbone.sources == p2g.backbone.sources and p2gtf.weights.sha256 is None
+    assert {s.config_path.rsplit("/", 1)[-1] for s in list_specs()} >= {
+        "clip_d.yaml", "r50_tf.yaml", "r50_nodown.yaml", "p2g.yaml", "npr.yaml", "face.yaml"}
+    assert get_spec("FACE").coverage.content == "faces"
+    assert all(s.coverage.content == "whole_image" for s in list_specs() if s.id in SIX[:5])
 
 
 @pytest.mark.parametrize("mutation, message", [
@@ -111,7 +261,8 @@ def test_create_detector_loads_and_predicts(tiny_config, weights_home, tmp_path)
     ref = torch.load(ckpt, weights_only=True)["model"]
     assert all(torch.equal(det.model.state_dict()[k], v) for k, v in ref.items())
     r = det.predict(Image.new("RGB", (30, 20), (200, 10, 10)))
-    assert dataclasses.is_dataclass(r) and r.detector_id == "TINY" and r.variant == "original"
+    # an explicit file that is not the variant's declared checkpoint is reported as custom weights
+    assert dataclasses.is_dataclass(r) and r.detector_id == "TINY" and r.variant == "custom"
     assert 0.0 <= r.p_fake <= 1.0 and math.isclose(r.p_fake, 1 / (1 + math.exp(-r.logit)), rel_tol=1e-9)
     assert r.label == ("fake" if r.p_fake > 0.5 else "real")
     assert r.input_size == (30, 20) and r.image_size == (30, 20) and r.crop_box is None and not r.resized

@@ -1,6 +1,7 @@
 """The detector interface: prepare → score → result. Families override the smallest piece they need."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 
 from core.convert import sigmoid
-from core.errors import BadImage, WeightsCorrupt
+from core.errors import BadImage, ScoreError, WeightsCorrupt
 from core.models.checkpoint import load_strict, unwrap_state_dict
 from core.models.explain import (
     Explanation,
@@ -28,8 +29,10 @@ from core.results import DetectionResult
 class Detector:
     """A loaded detector: a torch module, its spec and its transform.
 
-    Subclasses usually override only :meth:`forward` (tensor batch → logits) or, for detectors whose input is
-    more than one tensor, :meth:`prepare` and :meth:`score`.
+    Subclasses usually override only :meth:`forward` (tensor batch → logits); a detector whose input is more than
+    one tensor also overrides :meth:`prepare` and :meth:`batch` (how prepared images become forward's input), and
+    :meth:`score` to add details. Every override keeps the base signature: :meth:`predict` (one image → result),
+    :meth:`predict_batch`, :meth:`explain` and :meth:`forward` work the same way on every family.
 
     Attributes:
         spec: the YAML spec.
@@ -52,6 +55,7 @@ class Detector:
         self.weights_sha256: str | None = None
         self.backbone_path: Path | None = None
         self.backbone_sha256: str | None = None
+        self.custom_weights: str | None = None   # the user's file name when not the variant's official weights
         self.lock = threading.RLock()
 
     # ------------------------------------------------------------------ identity
@@ -88,15 +92,21 @@ class Detector:
         except ValueError as exc:
             raise BadImage("<image>", f"cannot be analysed by {self.spec.id}: {exc}") from None
 
+    def batch(self, prepared: Sequence[Prepared]) -> torch.Tensor:
+        """Same-shaped prepared images → the input :meth:`forward` takes (default: their tensors stacked, N×C×H×W).
+
+        Families whose network reads more than one view of an image (P2G) override this, not forward's signature.
+        """
+        return torch.stack([p.tensor for p in prepared]).to(self.device, memory_format=self.memory_format)
+
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Batch N×C×H×W → logits of shape [N] (positive = fake)."""
+        """Batch (see :meth:`batch`) → logits of shape [N] (positive = fake)."""
         out = self.model(batch)
         return out.reshape(out.shape[0], -1)[:, 0]
 
     def score(self, prepared: Sequence[Prepared]) -> list[tuple[float, Mapping[str, Any]]]:
         """Score same-shaped prepared images in one forward pass → [(logit, details)]."""
-        batch = torch.stack([p.tensor for p in prepared]).to(self.device, memory_format=self.memory_format)
-        logits = self.forward(batch)
+        logits = self.forward(self.batch(prepared))
         return [(float(v), {}) for v in logits.float().cpu()]
 
     def set_precision(self, precision: str) -> None:
@@ -120,9 +130,15 @@ class Detector:
             return self.score(prepared)
 
     def _result(self, prep: Prepared, logit: float, elapsed: float, details: Mapping[str, Any]) -> DetectionResult:
+        if not math.isfinite(logit):
+            # a NaN/inf score must never become a label; the caller shows this sentence instead of a verdict
+            raise ScoreError(f"{self.spec.key}: the model produced a non-finite score ({logit}); no verdict was "
+                             "given. The weights are probably damaged: re-import the checkpoint.")
         p = sigmoid(logit)
+        if self.custom_weights:
+            details = {**details, "weights": f"custom file {self.custom_weights}"}
         return DetectionResult(
-            detector_id=self.spec.id, variant=self.spec.variant, logit=logit, p_fake=p,
+            detector_id=self.spec.id, variant="custom" if self.custom_weights else self.spec.variant, logit=logit, p_fake=p,
             label="fake" if p > self.spec.threshold else "real", threshold=self.spec.threshold,
             elapsed_s=elapsed, image_size=prep.image_size, input_size=prep.input_size, crop_box=prep.crop_box,
             resized=prep.resized, preprocessing=prep.description, weights_sha256=self.weights_sha256,

@@ -12,6 +12,7 @@ facenet-pytorch wheel), so boxes can be shown even when the classifier checkpoin
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.convert import sigmoid
-from core.errors import BadImage, ConfigError
+from core.errors import BadImage, ConfigError, ScoreError
 from core.models.detectors.base import Detector
 from core.models.explain import Explanation, get_submodule_by_path, gradcam
 from core.models.preprocess import Prepared, describe
@@ -332,6 +333,9 @@ class FaceDetector(Detector):
 
     def _score_face(self, pf: PreparedFace, with_cam: bool) -> FaceResult:
         logit = self.face_logit(pf.tensor)
+        if not math.isfinite(logit):   # a NaN/inf score never becomes a label
+            raise ScoreError(f"{self.spec.key}: the model produced a non-finite score ({logit}); no verdict was "
+                             "given. The weights are probably damaged: re-import the checkpoint.")
         p = sigmoid(logit)
         heat = self.face_heatmap(pf.tensor) if with_cam else None
         return replace(pf.face, logit=logit, p_fake=p, label="fake" if p > self.spec.threshold else "real",
@@ -345,12 +349,8 @@ class FaceDetector(Detector):
             crop_box=None, resized=False, preprocessing=self._description, weights_sha256=self.weights_sha256,
             details={"message": NO_FACE_MESSAGE}, faces=())
 
-    def predict(self, image: Image.Image, with_cam: bool = False) -> DetectionResult:  # type: ignore[override]
-        """Score every face; the face with the highest P(fake) decides the image's verdict.
-
-        Args:
-            image: an RGB PIL image.
-            with_cam: also compute a Grad-CAM heatmap per face (stored in ``FaceResult.heatmap``).
+    def predict(self, image: Image.Image) -> DetectionResult:
+        """Score every face; the face with the highest P(fake) decides the image's verdict (the base interface).
 
         Returns:
             A :class:`DetectionResult` whose ``faces`` lists every face (most probable face first) and whose
@@ -361,6 +361,18 @@ class FaceDetector(Detector):
             >>> r = create_detector("FACE").predict(load_image("group.jpg"))
             >>> r.label, len(r.faces)
             ('fake', 3)
+        """
+        return self.predict_faces(image)
+
+    def predict_faces(self, image: Image.Image, *, with_cam: bool = False) -> DetectionResult:
+        """:meth:`predict`, optionally with a Grad-CAM heatmap per face (``FaceResult.heatmap``).
+
+        The face family's second entry point: per-face maps belong to the faces of the result, so they are computed
+        in the same pass as the scores (Grad-CAM needs gradients, so this runs outside inference mode).
+
+        Args:
+            image: an RGB PIL image.
+            with_cam: also compute each face's Grad-CAM heatmap (input_size × input_size, values in [0, 1]).
         """
         t0 = time.perf_counter()
         if image.mode != "RGB":
@@ -383,11 +395,11 @@ class FaceDetector(Detector):
     def explain(self, image: Image.Image) -> Explanation:
         """Grad-CAM of every face pasted onto one full-image map (0 outside the faces).
 
-        For per-face maps and scores use ``predict(image, with_cam=True)`` (``FaceResult.heatmap``).
+        For per-face maps and scores use :meth:`predict_faces` with ``with_cam=True`` (``FaceResult.heatmap``).
         """
         if image.mode != "RGB":
             image = image.convert("RGB")
-        result = self.predict(image, with_cam=True)
+        result = self.predict_faces(image, with_cam=True)
         return Explanation(heatmap=paste_heatmaps(image.size, result.faces), target_layer=self.spec.explain_layer or "",
                            image_size=image.size, input_size=self._input_wh, crop_box=None)
 

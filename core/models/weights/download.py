@@ -10,8 +10,8 @@ from pathlib import Path
 from core import settings
 from core.errors import DownloadError, WeightsCorrupt, WeightsError, WeightsUnavailable
 from core.models.specs import DetectorSpec, WeightSource, WeightsSpec
-from core.models.weights.store import CHUNK, Progress, check_digest, part_spec, remove_quietly, write_sidecar, how_to_fix, installed_path, sha256_file
-
+from core.models.weights.store import (CHUNK, Progress, check_digest, how_to_fix, installed_path,
+                                       part_spec, remember_written, remove_quietly, write_sidecar)
 
 
 def download_url(url: str, dest: str | Path, *, sha256: str | None = None, size: int | None = None,
@@ -86,6 +86,7 @@ def download_url(url: str, dest: str | Path, *, sha256: str | None = None, size:
         raise WeightsCorrupt(detector, f"downloaded file from {url} has sha256 {digest[:16]}…, expected "
                                        f"{sha256[:16]}… (checksum mismatch); file removed.", path=str(dest))
     os.replace(part, dest)
+    remember_written(dest, digest)          # hashed while we wrote it: no second 1.7 GB read
     return digest
 
 
@@ -112,9 +113,10 @@ def download(spec: DetectorSpec, *, part: str = "weights", weights_dir: str | Pa
     for src in remote:
         try:
             if src.type == "url":
-                download_url(src.url, dest, sha256=ws.sha256, size=ws.size, progress=progress, detector=spec.id)
+                digest = download_url(src.url, dest, sha256=ws.sha256, size=ws.size, progress=progress,
+                                      detector=spec.id)
                 check_digest(spec, ws, dest)
-                write_sidecar(dest, sha256_file(dest), src.describe())
+                write_sidecar(dest, digest, src.describe())
                 return dest
             if src.type == "hf":
                 return _download_hf(spec, ws, src)
@@ -159,11 +161,12 @@ def _download_gdrive(spec: DetectorSpec, ws: WeightsSpec, src: WeightSource, des
         remove_quietly(part)
         raise DownloadError(spec.id, f"{src.describe()} failed (no file received).")
     try:
-        check_digest(spec, ws, part)
+        digest = check_digest(spec, ws, part)
     except WeightsCorrupt:
         remove_quietly(part)
         raise
     os.replace(part, dest)
-    write_sidecar(dest, sha256_file(dest), src.describe())
+    remember_written(dest, digest)
+    write_sidecar(dest, digest, src.describe())
 
 

@@ -12,7 +12,8 @@ from core.models.weights.store import Progress, check_digest, hf_cached, part_sp
 
 
 def resolve_weights(spec: DetectorSpec, *, weights: str | Path | None = None, weights_dir: str | Path | None = None,
-                    allow_download: bool = False, progress: Progress | None = None, part: str = "weights") -> Path:
+                    allow_download: bool = False, progress: Progress | None = None, part: str = "weights",
+                    check: bool = True) -> Path:
     """Find (and if allowed, fetch) a checkpoint file for a detector.
 
     Args:
@@ -23,6 +24,8 @@ def resolve_weights(spec: DetectorSpec, *, weights: str | Path | None = None, we
         allow_download: try the declared remote sources when nothing local is found.
         progress: download progress callback.
         part: ``"weights"`` or ``"backbone"``.
+        check: verify the official size/checksum here; False when the caller checks the bytes it loads
+            (the factory), so a file is not hashed twice.
 
     Returns:
         Path to a verified checkpoint file.
@@ -33,6 +36,12 @@ def resolve_weights(spec: DetectorSpec, *, weights: str | Path | None = None, we
     """
     ws = part_spec(spec, part)
     wd = weights_dir
+
+    def checked(p: Path) -> Path:
+        if check:
+            check_digest(spec, ws, p)
+        return p
+
     tried: list[str] = []
     if weights is not None:
         p = Path(weights).expanduser()
@@ -44,20 +53,17 @@ def resolve_weights(spec: DetectorSpec, *, weights: str | Path | None = None, we
         if src.type == "local" and src.path:
             p = Path(src.path).expanduser()
             if p.is_file():
-                check_digest(spec, ws, p)
-                return p
+                return checked(p)
             tried.append(f"{p}: not found")
     dest = installed_path(spec, part, wd)
     if dest.is_file():
-        check_digest(spec, ws, dest)
-        return dest
+        return checked(dest)
     tried.append(f"{dest}: not installed")
     for src in ws.sources:
         if src.type == "hf":
             hit = hf_cached(src)
             if hit is not None:
-                check_digest(spec, ws, hit)
-                return hit
+                return checked(hit)
             tried.append(f"Hugging Face cache {src.repo_id}/{src.filename}: not cached")
     if allow_download:
         return download(spec, part=part, weights_dir=wd, progress=progress)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,30 +54,41 @@ def installed_path(spec: DetectorSpec, part: str = "weights", weights_dir_: str 
 
 # --------------------------------------------------------------------------------------------- hashing
 
-_hash_cache: dict[tuple[str, int, int], str] = {}
+# Hashes of files this process wrote itself (imports, downloads), keyed by the file's full identity: replacing or
+# rewriting the file changes the inode, size, mtime or ctime, so a stale entry can never match. Every other file
+# is hashed from its bytes each time; a ``.sha256.json`` sidecar is provenance only, never a hash source.
+_hash_cache: dict[tuple[int, ...], str] = {}
 _hash_lock = threading.Lock()
 
 
-def sha256_file(path: str | Path) -> str:
-    """sha256 of a file, cached per (path, size, mtime) so a 1.7 GB backbone is hashed once per process."""
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def remember_written(path: str | Path, digest: str) -> None:
+    """Record the digest of a file this process has just written and verified (skips re-hashing it later)."""
+    with _hash_lock:
+        _hash_cache[_identity(Path(path).stat())] = digest
+
+
+def sha256_file(path: str | Path, *, fresh: bool = False) -> str:
+    """sha256 of a file's bytes (a file this process wrote is not re-hashed while its identity is unchanged).
+
+    Args:
+        path: the file.
+        fresh: ignore the cache (``weights status --verify``).
+    """
     p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    with _hash_lock:
-        if key in _hash_cache:
-            return _hash_cache[key]
-    side = read_sidecar(p)
-    if side and side.get("size") == st.st_size and side.get("mtime_ns") == st.st_mtime_ns and side.get("sha256"):
-        digest = side["sha256"]
-    else:
+    with open(p, "rb") as f:
+        key = _identity(os.fstat(f.fileno()))
+        with _hash_lock:
+            hit = None if fresh else _hash_cache.get(key)
+        if hit is not None:
+            return hit
         h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(CHUNK), b""):
-                h.update(chunk)
-        digest = h.hexdigest()
-    with _hash_lock:
-        _hash_cache[key] = digest
-    return digest
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def git_blob_sha1(path: str | Path) -> str:
@@ -102,34 +114,49 @@ def _sidecar(path: Path) -> Path:
 
 
 def read_sidecar(path: Path) -> dict | None:
+    """The provenance recorded at import/download (source, name, date); never trusted as the file's hash."""
     try:
-        return json.loads(_sidecar(path).read_text())
+        side = json.loads(_sidecar(path).read_text())
     except (OSError, ValueError):
         return None
+    return side if isinstance(side, dict) else None
 
 
-def write_sidecar(path: Path, digest: str, source: str) -> None:
+def write_sidecar(path: Path, digest: str, source: str, **extra: str) -> None:
+    """Write provenance next to an installed file, with the file's full identity at the time."""
     st = path.stat()
     _sidecar(path).write_text(json.dumps({"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                          "source": source}, indent=1))
+                                          "dev": st.st_dev, "inode": st.st_ino, "ctime_ns": st.st_ctime_ns,
+                                          "source": source, **extra}, indent=1))
 
 
-def check_digest(spec: DetectorSpec, ws: WeightsSpec, path: Path) -> str:
-    """Verify size / sha256 / git blob id where the YAML knows them; return the sha256."""
-    size = path.stat().st_size
+def check_known(spec: DetectorSpec, ws: WeightsSpec, name: str, size: int, digest: str,
+                blob_sha1: Callable[[], str] | None = None) -> None:
+    """Compare a file's size and digests (computed from its bytes) with what the YAML knows.
+
+    Raises:
+        WeightsCorrupt: naming the file and the mismatch.
+    """
     if ws.size is not None and size != ws.size:
-        raise WeightsCorrupt(spec.id, f"{path} is {size} bytes but the official file is {ws.size} bytes "
-                                      "(truncated or a different file).", path=str(path),
+        raise WeightsCorrupt(spec.id, f"{name} is {size} bytes but the official file is {ws.size} bytes "
+                                      "(truncated or a different file).", path=name,
                              how_to_fix="Delete it and import or download it again.")
-    digest = sha256_file(path)
     if ws.sha256 is not None and digest != ws.sha256:
-        raise WeightsCorrupt(spec.id, f"{path} has sha256 {digest[:16]}…, expected {ws.sha256[:16]}… "
-                                      "(checksum mismatch).", path=str(path),
+        raise WeightsCorrupt(spec.id, f"{name} has sha256 {digest[:16]}…, expected {ws.sha256[:16]}… "
+                                      "(checksum mismatch).", path=name,
                              how_to_fix="Delete it and import or download the official file again.")
-    if ws.sha256 is None and ws.git_blob_sha1 is not None and git_blob_sha1(path) != ws.git_blob_sha1:
-        raise WeightsCorrupt(spec.id, f"{path} does not match the official git blob id {ws.git_blob_sha1[:12]}… "
-                                      "(checksum mismatch).", path=str(path),
+    if ws.sha256 is None and ws.git_blob_sha1 is not None and blob_sha1 is not None \
+            and blob_sha1() != ws.git_blob_sha1:
+        raise WeightsCorrupt(spec.id, f"{name} does not match the official git blob id {ws.git_blob_sha1[:12]}… "
+                                      "(checksum mismatch).", path=name,
                              how_to_fix="Delete it and import or download the official file again.")
+
+
+def check_digest(spec: DetectorSpec, ws: WeightsSpec, path: Path, *, fresh: bool = False,
+                 name: str | None = None) -> str:
+    """Verify size / sha256 / git blob id of a file where the YAML knows them; return its sha256."""
+    digest = sha256_file(path, fresh=fresh)
+    check_known(spec, ws, name or str(path), path.stat().st_size, digest, lambda: git_blob_sha1(path))
     return digest
 
 
@@ -181,13 +208,13 @@ def status(spec: DetectorSpec, part: str = "weights", *, weights_dir: str | Path
         if not p.is_file():
             continue
         try:
-            if verify:
-                _hash_cache.clear()
-            digest = check_digest(spec, ws, p)
-            if not verify and ws.sha256 is None:
-                side = read_sidecar(p)
-                if side and side.get("size") != p.stat().st_size:
-                    raise WeightsCorrupt(spec.id, f"{p} changed size since it was imported.", path=str(p))
+            digest = check_digest(spec, ws, p, fresh=verify)
+            side = read_sidecar(p) if ws.sha256 is None else None
+            if side and side.get("sha256") not in (None, digest):
+                # a custom or unchecksummed file: its import recorded the sha256, so a changed file is caught
+                raise WeightsCorrupt(spec.id, f"{p} changed since it was imported (sha256 {digest[:16]}…, "
+                                              f"recorded {str(side.get('sha256'))[:16]}…).", path=str(p),
+                                     how_to_fix="Import it again.")
             return WeightsStatus(spec.key, part, "installed", p, digest, f"installed at {p}")
         except WeightsCorrupt as exc:
             return WeightsStatus(spec.key, part, "corrupt", p, None, str(exc))
