@@ -145,6 +145,36 @@ def load_image(src: ImageSource) -> Image.Image:
     return out
 
 
+# Magic bytes of the formats users bring (images, and the documents most often mistaken for them).
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+    (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"%PDF", "PDF"), (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+)
+_FTYP_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIC",
+                b"msf1": "HEIC", b"heim": "HEIC", b"heis": "HEIC"}
+
+
+def sniff_type(data: bytes) -> str | None:
+    """The file's type from its first bytes ("JPEG", "PNG", "WEBP", "HEIC", "PDF", "HTML", ...), or None.
+
+    Example:
+        >>> sniff_type(b"\x89PNG\r\n\x1a\n...")
+        'PNG'
+    """
+    head = bytes(data[:64])
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
+        return _FTYP_BRANDS[head[8:12]]
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "HTML"
+    return None
+
+
 def image_note(img: Image.Image) -> str:
     """What the analyst should know about how the image was read (e.g. first frame of an animation), or ''."""
     return str(img.info.get(NOTE_KEY, ""))

@@ -4,18 +4,15 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import BadImage
-from ui.forensics_views import (
-    metadata,
+from ui.forensics_sections import (
     render_ela,
     render_frequency,
     render_metadata,
     render_noise,
     render_npr,
     render_overview,
-    render_probe,
-    render_report,
-    views,
 )
+from ui.forensics_views import metadata, render_probe, render_report, views
 from ui.state import init_state
 from ui.widgets import image_input, sidebar_settings
 
@@ -37,7 +34,8 @@ try:
     meta = metadata(cur.data, cur.name, bool(st.session_state.get("forensics.show_gps", False)))
     freq, npr, noise = views(cur.data)
 except BadImage as exc:
-    st.error(f"{cur.name}: {exc.why}")
+    st.error("This file cannot be analysed:")
+    st.text(f"{cur.name}: {exc.why}")         # the name is the uploader's text: never rendered as Markdown
     st.stop()
 render_overview(cur, img, meta)
 tabs = st.tabs(["Frequency", "NPR residual", "Error levels (ELA)", "Noise", "Metadata", "Robustness probe",

@@ -1,12 +1,18 @@
 """Pure Plotly builders for the Forensics page (no streamlit: unit-tested through ``fig.data``)."""
 from __future__ import annotations
 
+import base64
+import io
 import math
+import re
 
 import numpy as np
+import plotly.colors as pcolors
 import plotly.graph_objects as go
+from PIL import Image
 
-from core.forensics import FrequencyView
+from core.forensics import FrequencyView, display_range
+from core.forensics.common import MapMode
 from core.verdict.robustness import ProbeResult
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f")
@@ -68,4 +74,51 @@ def probe_figure(probe: ProbeResult) -> go.Figure:
     return fig
 
 
-__all__ = ["radial_spectrum_figure", "probe_figure"]
+# A diverging scale for signed maps (0 = white, the sign is the hue) and a perceptually uniform one for magnitudes.
+HEAT_SCALES: dict[str, str] = {"signed": "RdBu_r", "magnitude": "Inferno", "stretch": "Inferno"}
+
+
+def _lut(name: str) -> np.ndarray:
+    """256 RGB colours sampled from a named Plotly colour scale (the same scale the colour bar shows)."""
+    cols = pcolors.sample_colorscale(pcolors.get_colorscale(name), list(np.linspace(0, 1, 256)), colortype="rgb")
+    return np.array([[int(v) for v in re.findall(r"\d+", c)[:3]] for c in cols], dtype=np.uint8)
+
+
+def colourise(arr: np.ndarray, lo: float, hi: float, scale: str) -> Image.Image:
+    """Map ``arr`` linearly from [lo, hi] (clipped) onto the colour scale ``scale``: an RGB image."""
+    a = np.nan_to_num(np.asarray(arr, dtype=np.float64))
+    idx = np.rint(np.clip((a - lo) / ((hi - lo) or 1.0), 0, 1) * 255).astype(np.uint8)
+    return Image.fromarray(_lut(scale)[idx], mode="RGB")
+
+
+def heatmap_figure(arr: np.ndarray, mode: MapMode, *, unit: str, title: str | None = None) -> go.Figure:
+    """A map as a colour image with a colour bar in the map's own units.
+
+    The array is shown through a PNG (a million-cell heat-map trace would be megabytes of JSON); a marker-less
+    scatter trace carries the colour bar with the same scale and range: ``[-s, s]`` for signed maps (s = the
+    99.5th percentile of |value|), ``[0, p99.5]`` for magnitudes. Values beyond the range take the end colours.
+
+    Args:
+        arr: the 2-D map (residual, error or noise level).
+        mode: ``signed`` or ``magnitude`` (see :func:`core.forensics.to_image`).
+        unit: the colour bar's title, e.g. "residual (0–255 levels)".
+        title: an optional figure title.
+    """
+    lo, hi = display_range(arr, mode)
+    scale = HEAT_SCALES.get(mode, "Inferno")
+    buf = io.BytesIO()
+    colourise(arr, lo, hi, scale).save(buf, format="PNG")
+    h, w = np.asarray(arr).shape[:2] if np.asarray(arr).size else (1, 1)
+    fig = go.Figure(go.Image(source="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+                             hoverinfo="x+y", name="map"))
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip", name="scale",
+                             marker=dict(colorscale=scale, cmin=lo, cmax=hi, color=[lo, hi], showscale=True,
+                                         colorbar=dict(title=dict(text=unit, side="right"), thickness=14))))
+    fig.update_layout(height=int(min(640, 80 + 560 * h / max(w, 1))), margin=dict(l=0, r=0, t=30 if title else 5,
+                      b=0), title=title, xaxis=dict(visible=False, range=[-0.5, w - 0.5]),
+                      yaxis=dict(visible=False, range=[h - 0.5, -0.5], scaleanchor="x"),
+                      plot_bgcolor="rgba(0,0,0,0)")
+    return fig
+
+
+__all__ = ["radial_spectrum_figure", "probe_figure", "heatmap_figure", "colourise", "HEAT_SCALES"]

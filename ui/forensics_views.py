@@ -1,8 +1,9 @@
-"""Streamlit helpers for the Forensics page and for reasons to doubt on the other pages.
+"""Streamlit helpers shared by the Forensics page and the other pages: cached forensic computations, reasons to
+doubt, the robustness probe and the case report.
 
-Cached computations (keyed by the file's bytes) and small render functions; the figures themselves are built by
-ui/forensics_figures.py. Session keys used here: ``forensics.probe`` ({sha256: {detector keys: ProbeResult}}) and
-``forensics.report`` ({sha256: CaseReport}).
+The Forensics page's own sections (overview, pixel views, metadata) are in ui/forensics_sections.py; figures are
+built by ui/forensics_figures.py. Session keys used here: ``forensics.probe`` ({sha256: {detector keys:
+ProbeResult}}) and ``forensics.report`` ({sha256: CaseReport}).
 """
 from __future__ import annotations
 
@@ -15,21 +16,16 @@ from PIL import Image
 
 from core import forensics as F
 from core.errors import BadImage, DeepfakeLensError
-from core.io import load_image
+from core.io import load_image, sniff_type
 from core.models.registry import get_spec
 from core.report import CaseReport, build_report
 from core.results import DetectionResult
-from core.verdict.abstention import (
-    ForensicFacts,
-    Reason,
-    ensemble_reasons,
-    facts_from_bytes,
-    input_reasons,
-    result_reasons,
-)
+from core.verdict.abstention import ForensicFacts, Reason, ensemble_reasons, facts_from_bytes, result_reasons
 from core.verdict.ensemble import EnsembleResult
 from core.verdict.robustness import CONDITIONS, ProbeResult, run_probe
-from ui.forensics_figures import probe_figure, radial_spectrum_figure
+from ui.analysis import ensemble_config, ensemble_keys, run_detectors, stored
+from ui.forensics_figures import probe_figure
+from ui.models import apply_threads, get_detector
 from ui.widgets import CurrentImage
 
 # ----------------------------------------------------------------------------------------------- cached core calls
@@ -45,13 +41,13 @@ def metadata(data: bytes, name: str, include_gps: bool = False) -> F.Metadata:
 def views(data: bytes) -> tuple[F.FrequencyView, F.NPRView, F.NoiseView]:
     """Cached frequency, NPR and noise views of an image file."""
     img = load_image(data)
-    return F.frequency_view(img), F.npr_view(img), F.noise_view(img)
+    return F.frequency_view(img, jpeg=sniff_type(data) == "JPEG"), F.npr_view(img), F.noise_view(img)
 
 
 @st.cache_data(max_entries=16, show_spinner="Error level analysis…")
 def ela(data: bytes, quality: int) -> F.ELAView:
     """Cached error level analysis at one JPEG quality."""
-    return F.ela_view(load_image(data), quality, max_side=F.MAX_SIDE)
+    return F.ela_view(load_image(data), quality)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -101,150 +97,7 @@ def render_reasons(reasons: Sequence[Reason]) -> None:
                    else ":material/help:")
 
 
-# ----------------------------------------------------------------------------------------------- page sections
-
-def render_overview(cur: CurrentImage, img: Image.Image, meta: F.Metadata) -> None:
-    """Image, file facts and the metadata findings (flagged as supporting evidence)."""
-    f = meta.file
-    left, right = st.columns([2, 3])
-    left.image(img, caption=f"{cur.name} · {img.width}×{img.height}" + (f" · {cur.note}" if cur.note else ""),
-               width="stretch")
-    with right:
-        st.dataframe(pd.DataFrame([
-            ("SHA-256", f.sha256), ("Perceptual hash (pHash)", f.phash or "—"), ("Difference hash (dHash)",
-                                                                                f.dhash or "—"),
-            ("Type (magic bytes)", f"{f.detected_type} ({f.mime or '?'})"),
-            ("Extension", (f.extension or "(none)") + {True: " — matches", False: " — DOES NOT MATCH the content",
-                                                       None: ""}[f.extension_matches]),
-            ("Size", f"{f.size_bytes:,} bytes · {f.width}×{f.height} · {f.mode}"),
-            ("JPEG", meta.jpeg.summary if meta.jpeg.is_jpeg else "not a JPEG"),
-            ("C2PA", meta.c2pa.note)], columns=["fact", "value"]), hide_index=True, width="stretch",
-            key="forensics.facts")
-        flagged = [s for s in meta.c2pa.digital_source_types + meta.provenance.digital_source_types if s.generated]
-        if flagged:
-            st.error("**Declared as AI-generated** in the file's " + ", ".join(sorted({s.where for s in flagged}))
-                     + ": " + "; ".join(f"`{s.code}` ({s.label})" for s in flagged)
-                     + ". Declarations can be forged, but are rarely added by mistake.")
-        if meta.findings:
-            st.markdown("**What the file says about itself** — supporting evidence, never the verdict:\n"
-                        + "\n".join(f"- {x}" for x in meta.findings))
-        for r in input_reasons(ForensicFacts.from_metadata(meta)):
-            st.warning(f"Reason to doubt any detector on this file: {r.text}.")
-
-
-def render_frequency(fv: F.FrequencyView) -> None:
-    """Spectra as images, the radial spectrum chart and the periodic peaks."""
-    st.write(fv.summary)
-    c1, c2 = st.columns(2)
-    c1.image(F.to_image(fv.energy_spectrum), width="stretch",
-             caption="Spectrum of the residual energy |∂x|+|∂y| (centre = zero frequency): up-sampling by k gives "
-                     "bright points at 1/k of the way to the edge")
-    c2.image(F.to_image(fv.spectrum), width="stretch",
-             caption="Spectrum of the linear high-pass residual: generator fingerprints show as a grid of dots")
-    st.plotly_chart(radial_spectrum_figure(fv), key="forensics.radial")
-    if fv.peaks:
-        st.dataframe(pd.DataFrame([{"period (px)": p.period_px, "direction": p.direction, "spectrum": p.source,
-                                    "strength (log units)": round(p.strength, 2), "fy": p.fy, "fx": p.fx}
-                                   for p in fv.peaks]), hide_index=True, key="forensics.peaks")
-    l, t, r, b = fv.region
-    st.caption(f"Analysed region: ({l}, {t})–({r}, {b}) (at most the central {F.MAX_SIDE}×{F.MAX_SIDE} pixels).")
-
-
-def render_npr(nv: F.NPRView) -> None:
-    """The NPR residual map and its statistics."""
-    st.write(nv.summary)
-    c1, c2 = st.columns([3, 2])
-    c1.image(F.to_image(nv.residual, "signed"), width="stretch", caption="x − up(down(x)) (mid-grey = 0)")
-    with c2:
-        st.metric("mean |r| (0–255)", f"{nv.mean_abs:.2f}")
-        st.metric("exact zeros", f"{nv.zero_fraction:.1%}")
-        st.caption("mean |r| per 2×2 grid offset: " + ", ".join(f"{v:.2f}" for v in nv.phase_mean_abs) +
-                   ". NPR (Tan et al., CVPR 2024) feeds this residual to its classifier: up-sampling layers leave "
-                   "neighbouring pixels correlated in a way camera images are not.")
-
-
-def render_ela(data: bytes) -> None:
-    """Error level analysis with a quality slider."""
-    q = st.slider("Re-save quality", 50, 100, 90, 1, key="forensics.ela_quality",
-                  help="JPEG quality of the re-save; regions that were saved at a different quality stand out.")
-    ev = ela(data, int(q))
-    st.write(ev.summary)
-    st.image(F.to_image(ev.error, "magnitude"), width="stretch",
-             caption=f"|image − JPEG {q}(image)|, brightness scaled to the 99.5th percentile")
-
-
-def render_noise(nv: F.NoiseView) -> None:
-    """Noise residual and noise level per block."""
-    st.write(nv.summary)
-    c1, c2 = st.columns([3, 2])
-    c1.image(F.to_image(nv.residual, "signed"), width="stretch", caption="luma − median 3×3 (mid-grey = 0)")
-    if nv.block_std.size:
-        c2.image(F.to_image(nv.block_std, "magnitude").resize(
-            (nv.block_std.shape[1] * 16, nv.block_std.shape[0] * 16), Image.NEAREST), width="stretch",
-            caption="noise level per 32×32 block (brighter = noisier)")
-
-
-def render_metadata(cur: CurrentImage) -> F.Metadata:
-    """EXIF (GPS behind a checkbox), XMP/IPTC/text chunks, C2PA and JPEG tables."""
-    show_gps = st.checkbox("Show GPS position", False, key="forensics.show_gps",
-                           help="Off by default: a GPS position can reveal where a person lives.")
-    meta = metadata(cur.data, cur.name, bool(show_gps))
-    st.caption("Metadata is supporting evidence only: every field can be removed or forged in seconds.")
-    ex = meta.exif
-    st.markdown("#### EXIF")
-    if not ex.present:
-        st.write("No EXIF in this file.")
-    else:
-        st.dataframe(pd.DataFrame([("Camera", ex.camera or "—"), ("Software", ex.software or "—"),
-                                   ("Lens", ex.lens or "—"), ("Taken", ex.datetime_original or "—"),
-                                   ("Digitised", ex.datetime_digitized or "—"), ("Modified", ex.datetime_modified
-                                                                                 or "—"),
-                                   ("GPS", ("present" if ex.has_gps else "none"))], columns=["field", "value"]),
-                     hide_index=True, key="forensics.exif")
-        if ex.gps is not None:
-            st.write(f"GPS: latitude {ex.gps.latitude}, longitude {ex.gps.longitude}"
-                     + (f", altitude {ex.gps.altitude_m:.0f} m" if ex.gps.altitude_m is not None else ""))
-        elif ex.has_gps:
-            st.caption("The file contains a GPS position (hidden).")
-        with st.expander("All EXIF fields"):
-            st.dataframe(pd.DataFrame(list(ex.fields), columns=["tag", "value"]), hide_index=True,
-                         key="forensics.exif_all")
-    pv = meta.provenance
-    st.markdown("#### XMP / IPTC / text chunks")
-    rows = [("XMP packet", "present" if pv.xmp_present else "none"), ("CreatorTool", pv.creator_tool or "—")]
-    rows += [(f"DigitalSourceType ({s.where})", f"{s.code}: {s.label}" + (" — FLAGGED" if s.generated else ""))
-             for s in pv.digital_source_types]
-    rows += [(f"IPTC {k}", v) for k, v in pv.iptc] + [(f"text '{k}'", v) for k, v in pv.text_chunks]
-    st.dataframe(pd.DataFrame(rows, columns=["field", "value"]), hide_index=True, key="forensics.xmp")
-    for h in pv.generator_hints:
-        st.warning(h)
-    render_c2pa(meta.c2pa)
-    st.markdown("#### JPEG")
-    st.write(meta.jpeg.summary)
-    if meta.jpeg.is_jpeg:
-        cols = st.columns(max(1, len(meta.jpeg.qtables)))
-        for i, t in enumerate(meta.jpeg.qtables):
-            cols[i].caption(f"Quantisation table {i} ({'luminance' if i == 0 else 'chrominance'})")
-            cols[i].dataframe(pd.DataFrame([t[r * 8:(r + 1) * 8] for r in range(8)]), hide_index=True,
-                              key=f"forensics.qtable{i}")
-    return meta
-
-
-def render_c2pa(c2: F.C2PAInfo) -> None:
-    """C2PA presence, validation state and claims."""
-    st.markdown("#### C2PA (Content Credentials)")
-    if not c2.present:
-        st.write(c2.note)
-        return
-    (st.success if c2.validation_state in ("Valid", "Trusted") else st.error)(c2.note)
-    st.dataframe(pd.DataFrame([
-        ("Validation", c2.validation_state if c2.validated else "unavailable (c2pa-python not installed)"),
-        ("Claim generator", c2.claim_generator or "—"), ("Signer", c2.signer or "—"), ("Title", c2.title or "—"),
-        ("Actions", ", ".join(c2.actions) or "—"),
-        ("DigitalSourceType", ", ".join(s.code for s in c2.digital_source_types) or "—"),
-        ("Failed checks", "; ".join(c2.failures) or "none")], columns=["field", "value"]), hide_index=True,
-        key="forensics.c2pa")
-
+# ----------------------------------------------------------------------------------------------- probe and report
 
 def render_probe(cur: CurrentImage, img: Image.Image, keys: Sequence[str] | None = None,
                  key_prefix: str = "forensics") -> ProbeResult | None:
@@ -258,8 +111,6 @@ def render_probe(cur: CurrentImage, img: Image.Image, keys: Sequence[str] | None
     Returns:
         The stored probe for these detectors (None until run).
     """
-    from ui.analysis import ensemble_keys
-    from ui.models import apply_threads, get_detector
     if keys is None:
         keys, _ = ensemble_keys()
     keys = list(keys)
@@ -300,8 +151,6 @@ def render_probe(cur: CurrentImage, img: Image.Image, keys: Sequence[str] | None
 
 def render_report(cur: CurrentImage, img: Image.Image) -> None:
     """"Prepare case report" (runs installed detectors not run yet) then HTML and JSON download buttons."""
-    from ui.analysis import ensemble_config, ensemble_keys, run_detectors, stored
-    from ui.models import get_detector
     keys, missing = ensemble_keys()
     st.caption("A self-contained HTML page (opens offline; images embedded) and the same numbers as JSON: hashes, "
                "metadata, forensic views, each installed detector's result with its weights sha256, the ensemble, "
@@ -313,12 +162,14 @@ def render_report(cur: CurrentImage, img: Image.Image) -> None:
         results = {k: v for k, v in stored(cur.sha256).items() if k in keys}
         try:
             with st.spinner("Building the report…"):
+                probe = stored_probe(cur.sha256, keys) or stored_probe(cur.sha256) or False
                 rep = build_report(cur.data, dets, name=cur.name, results=results, missing=missing,
-                                   ensemble_config=ensemble_config(), probe=stored_probe(cur.sha256, keys) or stored_probe(cur.sha256) or False,
+                                   ensemble_config=ensemble_config(), probe=probe,
                                    ela_quality=int(st.session_state.get("forensics.ela_quality", 90)),
                                    include_gps=bool(st.session_state.get("forensics.show_gps", False)))
         except BadImage as exc:
-            st.error(str(exc))
+            st.error("The case report could not be built:")
+            st.text(str(exc))                      # names the file: untrusted text, never Markdown
             return
         st.session_state.setdefault("forensics.report", {})[cur.sha256] = rep
     rep: CaseReport | None = st.session_state.get("forensics.report", {}).get(cur.sha256)
@@ -334,5 +185,4 @@ def render_report(cur: CurrentImage, img: Image.Image) -> None:
 
 
 __all__ = ["metadata", "views", "ela", "facts", "stored_probe", "result_doubts", "ensemble_doubts",
-           "render_reasons", "render_overview", "render_frequency", "render_npr", "render_ela", "render_noise",
-           "render_metadata", "render_c2pa", "render_probe", "render_report"]
+           "render_reasons", "render_probe", "render_report"]

@@ -7,9 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-
-from core.forensics.metadata import SourceType, _text, digital_source_types
-
+from core.forensics.common import _text
+from core.forensics.sourcetypes import SourceType, digital_source_types
 
 _C2PA_BYTES = re.compile(rb"jumd[\s\S]{0,24}?c2pa")
 
@@ -57,21 +56,19 @@ def read_c2pa(data: bytes, mime: str | None) -> C2PAInfo:
                 if present else "No C2PA manifest (Content Credentials) in the file.")
         return C2PAInfo(present, None, False, None, note=note)
     c2pa, libname = lib
-    if not present and mime not in ("image/jpeg", "image/png", "image/webp", "image/tiff", "image/avif",
-                                    "image/heic", "image/gif"):
+    if not present:
+        # every embedded manifest store is a JUMBF box labelled "c2pa" in plain bytes; without one the library
+        # would only stream the whole file through Python callbacks (seconds for a large GIF) to find nothing
         return C2PAInfo(False, libname, False, None, note="No C2PA manifest (Content Credentials) in the file.")
     try:
         ctx = c2pa.Context.from_dict({"verify": {"ocsp_fetch": False, "remote_manifest_fetch": False}})
         reader = c2pa.Reader.try_create(mime or "image/jpeg", io.BytesIO(data), context=ctx)
     except Exception as exc:  # noqa: BLE001 - a malformed manifest is evidence too, reported as such
-        if not present:
-            return C2PAInfo(False, libname, False, None, note="No C2PA manifest (Content Credentials) in the file.")
         return C2PAInfo(True, libname, False, "Invalid", failures=(_text(str(exc), 300),),
                         note=f"A C2PA manifest is present but could not be read: {_text(str(exc), 200)}")
     if reader is None:
-        note = ("C2PA-like bytes are present but no readable manifest store was found."
-                if present else "No C2PA manifest (Content Credentials) in the file.")
-        return C2PAInfo(present, libname, False, None, note=note)
+        return C2PAInfo(True, libname, False, None,
+                        note="C2PA-like bytes are present but no readable manifest store was found.")
     with reader:
         state = reader.get_validation_state()
         results = reader.get_validation_results() or {}
@@ -111,3 +108,4 @@ def read_c2pa(data: bytes, mime: str | None) -> C2PAInfo:
                     dst, note)
 
 
+__all__ = ["C2PAInfo", "read_c2pa"]

@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
-from tests.helpers import install_tiny_detectors
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.forensics import frequency_view
 from core.results import DetectionResult
 from core.verdict.robustness import run_probe
-from ui.forensics_figures import probe_figure, radial_spectrum_figure
+from tests.helpers import install_tiny_detectors
+from ui.forensics_figures import heatmap_figure, probe_figure, radial_spectrum_figure
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = "pages/6_Forensics.py"
@@ -40,10 +41,14 @@ def _page() -> AppTest:
     return at
 
 
+def _markdown_texts(at: AppTest) -> list[str]:
+    """Every element Streamlit renders as Markdown (titles, markdown, captions, alert boxes)."""
+    kinds = ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success")
+    return [str(m.value) for k in kinds for m in at.get(k)]
+
+
 def _texts(at: AppTest) -> str:
-    parts = [m.value for m in at.markdown] + [m.value for m in at.info] + [m.value for m in at.warning] + \
-            [m.value for m in at.caption] + [m.value for m in at.error] + [m.value for m in at.success]
-    return "\n".join(str(p) for p in parts)
+    return "\n".join(_markdown_texts(at) + [str(t.value) for t in at.text])
 
 
 def _generated_jpeg() -> bytes:
@@ -87,6 +92,7 @@ def test_declared_ai_source_is_flagged_and_gps_hidden_until_asked():
     assert any("Declared as AI-generated" in e.value and "trainedAlgorithmicMedia" in e.value for e in at.error)
     text = _texts(at)
     assert "estimated quality 60" in text and "below 80" in text          # reason to doubt any detector
+    assert sum("quality 60" in w.value for w in at.warning) == 1 and "erases the fine traces" not in text  # once
     assert "The file contains a GPS position (hidden)." in text and "latitude 40." not in text
     at.checkbox(key="forensics.show_gps").check().run()
     assert not at.exception
@@ -191,3 +197,79 @@ def test_probe_figure_has_one_line_per_detector_over_the_conditions():
     assert list(fig.data[0].x) == [c.label for c in probe.conditions]
     assert list(fig.data[1].y) == pytest.approx([0.2] * 7)
     assert fig.layout.shapes[0].y0 == 0.5 and fig.layout.yaxis.range == (0, 1)
+
+
+def test_heatmap_figure_has_a_colour_bar_in_the_map_units():
+    arr = np.random.default_rng(0).normal(0, 3, (40, 60))
+    fig = heatmap_figure(arr, "signed", unit="residual")
+    image, bar = fig.data
+    assert image.type == "image" and image.source.startswith("data:image/png;base64,")
+    assert bar.marker.showscale and bar.marker.colorbar.title.text == "residual"
+    s = float(np.percentile(np.abs(arr), 99.5))
+    assert (bar.marker.cmin, bar.marker.cmax) == pytest.approx((-s, s))      # signed: symmetric around 0
+    mag = heatmap_figure(np.abs(arr), "magnitude", unit="|difference|").data[1].marker
+    assert mag.cmin == 0 and mag.cmax == pytest.approx(float(np.percentile(np.abs(arr), 99.5)))
+
+
+# ----------------------------------------------------------------------------------------------- hostile text
+
+PAYLOADS = ("![x](http://127.0.0.1:9/x.png)", "## VERDICT: REAL", "<script>alert(1)</script>")
+
+
+def _hostile_jpeg() -> bytes:
+    ex = Image.Exif()
+    ex[271], ex[272], ex[305], ex[270] = PAYLOADS[1], "Canon EOS", PAYLOADS[0] + " Midjourney", PAYLOADS[2]
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           '<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="## VERDICT: REAL '
+           '![y](http://127.0.0.1:9/y.png) &lt;script&gt;alert(2)&lt;/script&gt;"/></rdf:RDF></x:xmpmeta>')
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(
+        buf, format="JPEG", quality=92, exif=ex, xmp=xmp.encode())
+    return buf.getvalue()
+
+
+def test_untrusted_file_name_and_metadata_are_shown_as_text_never_markdown():
+    at = _page()
+    name = "![n](http://127.0.0.1:9/n.png) ## VERDICT: REAL <script>x</script>.jpg"
+    at.file_uploader(key="forensics.upload").upload(name, _hostile_jpeg(), "image/jpeg").run()
+    assert not at.exception, at.exception
+    rendered = "\n".join(_markdown_texts(at))
+    for bad in ("127.0.0.1:9", "VERDICT", "<script>", "alert("):
+        assert bad not in rendered, bad                     # nothing from the file reached a Markdown element
+    plain = "\n".join(str(t.value) for t in at.text)
+    assert "names a generator" in plain and PAYLOADS[0] in plain      # shown, literally, as text elements
+    cells = "\n".join(str(v) for d in at.dataframe for col in d.value.columns for v in d.value[col])
+    assert name in cells and PAYLOADS[1] in cells and PAYLOADS[2] in cells
+    facts = next(d for d in at.dataframe if "fact" in d.value.columns)
+    assert json.loads(facts.proto.columns)["value"]["width"] == "large"      # the long column gets the room
+    assert max(len(str(v)) for v in facts.value["value"]) <= 100             # short facts: nothing cut off
+
+
+def test_hostile_xmp_gives_one_sentence_and_the_page_still_works():
+    from PIL.PngImagePlugin import PngInfo
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta>" * 22_000 + "</x:xmpmeta>")
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(
+        buf, format="PNG", pnginfo=info)
+    at = _page()
+    at.file_uploader(key="forensics.upload").upload("deep.png", buf.getvalue(), "image/png").run()
+    assert not at.exception, at.exception
+    assert "XMP could not be parsed" in _texts(at) and "Noise residual std" in _texts(at)
+
+
+def test_a_large_image_is_analysed_whole_and_the_page_says_how_it_is_shown():
+    rng = np.random.default_rng(5)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (1500, 2100, 3), dtype=np.uint8)).save(buf, format="PNG")
+    at = _page()
+    at.file_uploader(key="forensics.upload").upload("big.png", buf.getvalue(), "image/png").run()
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption]
+    for what in ("mean |r|", "mean error", "mean |residual|"):        # NPR, ELA, noise: each states its scale
+        assert any(c.startswith("Whole image (2100×1500 px) analysed at full resolution; the map is shown at 1/3 "
+                                f"scale ({what} of each 3×3-pixel block)") for c in captions), what
+    assert any(c.startswith("Only the central 1024×1024 px of the 2100×1500 px image") for c in captions)
+    charts = [c for c in at.get("plotly_chart")]
+    bars = [json.loads(c.proto.spec)["data"] for c in charts]
+    assert sum(1 for d in bars if d and d[0].get("type") == "image" and d[1]["marker"]["showscale"]) == 4
