@@ -6,6 +6,7 @@ variant of detector ``ID`` (``ID:variant`` names the variant). ``ID`` must be a 
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,14 @@ EXIT_USER_ERROR = 2
 
 class UsageError(DeepfakeLensError):
     """A mistake in the command line (exit 2, one sentence)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the house error format: one ``error: …`` line and exit 2 (no usage block above it)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print the mistake as one sentence and exit with :data:`EXIT_USER_ERROR`."""
+        self.exit(EXIT_USER_ERROR, f"error: {message} (see `{self.prog} --help`).\n")
 
 
 def err(msg: str) -> int:
@@ -135,5 +144,5 @@ class ByteProgress:
         self._bar.close()
 
 
-__all__ = ["EXIT_OK", "EXIT_USER_ERROR", "UsageError", "err", "os_error_sentence", "split_ids", "chosen_keys",
+__all__ = ["EXIT_OK", "EXIT_USER_ERROR", "UsageError", "Parser", "err", "os_error_sentence", "split_ids", "chosen_keys",
            "parse_id_paths", "assign_id_paths", "add_id_path_options", "create_detectors", "ByteProgress"]

@@ -14,6 +14,8 @@ from core.cli.common import (EXIT_OK, UsageError, add_id_path_options, assign_id
                              create_detectors, err, parse_id_paths)
 from core.evaluation import datasets as D
 from core.evaluation import runner as E
+from core.evaluation.profiled import apply_profile
+from core.verdict.calibration import load_profile
 
 
 def _print_summary(report) -> None:  # noqa: ANN001 - runner.Report
@@ -111,6 +113,7 @@ def _write_results(run, report, out_dir: Path) -> tuple[Path, Path]:  # noqa: AN
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run the evaluation (user errors raise DeepfakeLensError: exit 2 and one sentence)."""
     path, out_dir = _check_options(args)
+    profile = load_profile(args.profile) if args.profile else None      # a bad profile fails before the run
     keys = chosen_keys(args.detectors)
     weights = assign_id_paths(parse_id_paths(args.weights, "--weights"), keys, "--weights")
     backbones = assign_id_paths(parse_id_paths(args.backbone, "--backbone"), keys, "--backbone")
@@ -126,6 +129,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _ensure_out_dir(out_dir)
         print(dataset.summary(), file=sys.stderr)
         run = _run(dataset, dets, external, args)
+    if profile is not None:                # adds <key>_calibrated columns and the stacked one
+        run, _ = apply_profile(run, profile)
     report = E.compute_report(run, args.threshold)
     pred_path, metrics_path = _write_results(run, report, out_dir)
     _print_summary(report)
@@ -150,4 +155,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--no-cache", action="store_true", help="neither read nor write the score cache")
     s.add_argument("--no-ensemble", action="store_true", help="do not add the ensemble of the chosen detectors")
     s.add_argument("--out", required=True, help="folder for predictions.csv and metrics.json")
+    s.add_argument("--profile", metavar="PROFILE.json",
+                   help="calibration profile: adds calibrated columns and the learned fusion (stacked)")
     s.set_defaults(func=cmd_evaluate)

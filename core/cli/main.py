@@ -14,16 +14,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from core.cli import detect, evaluate, list as list_cmd, report, weights
-from core.cli.common import EXIT_OK, err, os_error_sentence
+from core.cli import calibrate, detect, evaluate, list as list_cmd, report, video, weights
+from core.cli.common import EXIT_OK, Parser, err, os_error_sentence
 from core.errors import DeepfakeLensError
 
-COMMANDS = (list_cmd, weights, detect, evaluate, report)
+COMMANDS = (list_cmd, weights, detect, evaluate, calibrate, report, video)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree: one sub-command per module in :data:`COMMANDS`."""
-    p = argparse.ArgumentParser(prog="python -m core", description="Deepfake Lens: detectors of AI-generated images.")
+    p = Parser(prog="python -m core", description="Deepfake Lens: detectors of AI-generated images.")
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
         module.add_parser(sub)

@@ -20,6 +20,7 @@ from core.models.factory import create_detector
 from core.models.registry import get_spec, list_detectors
 from core.models.selection import installed_variants, variant_state
 from core.report.build import CaseReport, build_report
+from core.verdict.calibration import load_profile
 
 
 def _default_keys(named: Sequence[str]) -> list[str]:
@@ -101,15 +102,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not 1 <= args.ela_quality <= 100:
         raise UsageError(f"--ela-quality must be between 1 and 100, got {args.ela_quality}.")
     check_out_dir(out)
+    profile = load_profile(args.profile) if args.profile else None     # a bad profile fails before any work
     dets, missing = select_detectors(args.detectors, args.weights, args.backbone)
     rep = build_report(image, dets, name=image.name, missing=missing, probe=not args.no_probe,
-                       ela_quality=args.ela_quality, include_gps=args.include_gps,
+                       ela_quality=args.ela_quality, include_gps=args.include_gps, profile=profile, rule=args.rule,
                        progress=lambda m: print(m, file=sys.stderr))
     pj, ph = _write(rep, out)
     ens = rep.data.get("ensemble")
     verdict = ens["result"]["verdict"] if ens else "no detector ran"
     print(f"{ph}\n{pj}")
-    print(f"verdict: {verdict}; {len(rep.data['abstention'])} reason(s) to doubt; "
+    print(f"assessment: {rep.data['assessment']['headline']}")
+    print(f"weighted vote of the original app, verdict: {verdict}; {len(rep.data['abstention'])} reason(s) to doubt; "
           f"{len(rep.data['metadata']['findings'])} metadata finding(s)")
     return EXIT_OK
 
@@ -124,5 +127,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-probe", action="store_true", help="skip the robustness probe (7 scorings per detector)")
     p.add_argument("--ela-quality", type=int, default=90, help="JPEG quality of the error level analysis (90)")
     p.add_argument("--include-gps", action="store_true", help="include the EXIF GPS position (left out by default)")
+    p.add_argument("--profile", metavar="PROFILE.json", help="calibration profile for the assessment")
+    p.add_argument("--rule", choices=("graded", "vote", "stacked"), help="the assessment's rule (default: "
+                                                                         "configs/ensemble.yaml)")
     p.set_defaults(func=cmd_report)
     return p

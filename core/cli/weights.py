@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.cli.common import EXIT_OK, EXIT_USER_ERROR, ByteProgress, err
+from core.cli.common import EXIT_OK, ByteProgress, err
 from core.models import install
 from core.models import weights as W
 from core.models.registry import get_spec, list_specs
@@ -46,11 +46,13 @@ def cmd_weights_import(args: argparse.Namespace) -> int:
             return err("a single checkpoint file needs --detector ID[:variant] (a zip or folder is imported as "
                        "the Truebees bundle).")
         reports, notes = install.import_bundle(path)
+        if not reports:
+            return err(f"{path}: nothing imported ({' '.join(notes)})")
         for r in reports:
             print(f"imported {r.key} ({r.part}) → {r.path}  sha256 {r.sha256}")
         for n in notes:
             print(f"note: {n}", file=sys.stderr)
-        return EXIT_OK if reports else EXIT_USER_ERROR
+        return EXIT_OK
     spec = get_spec(args.detector)
     r = install.import_file(path, spec, part=args.part)
     print(f"imported {r.key} ({r.part}) → {r.path}  sha256 {r.sha256}")

@@ -1,27 +1,28 @@
-"""The case report as one self-contained HTML page: a template (template.html) filled with escaped sections.
+"""The case report as one self-contained HTML page, rendered from ``template.html`` (Jinja2).
 
-Every string that comes from the file or the user is escaped here (``_e``); only markup built by this module is
-inserted raw.
+The template is autoescaped: every string from the file or the user (file name, EXIF, XMP, C2PA, detector
+messages) is escaped when it is written. Only markup this package builds itself is marked safe: the inline SVG
+charts (whose labels :mod:`core.report.svg` escapes) and ``<code>`` cells made by :func:`_code`. Images are
+embedded as base64 PNG ``data:`` URIs, so the page fetches nothing.
 """
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from string import Template
 from typing import Any
 
+import jinja2
+from markupsafe import Markup
 from PIL import Image
 
 from core import forensics as F
 from core.report.svg import svg_line_chart
 
 IMAGE_SIDE = 768            # embedded images are shrunk to this long side (keeps the HTML a few MB at most)
-_TEMPLATE = Template((Path(__file__).with_name("template.html")).read_text(encoding="utf-8"))
 
 
 def _png_b64(img: Image.Image, side: int = IMAGE_SIDE) -> str:
@@ -33,252 +34,127 @@ def _png_b64(img: Image.Image, side: int = IMAGE_SIDE) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _e(v: Any) -> str:
-    return html.escape("—" if v is None else str(v))
+# ----------------------------------------------------------------------------------------------- filters
 
-
-def _fmt(v: Any, nd: int = 4) -> str:
+def fmt(v: Any, nd: int = 4) -> str:
+    """A number with ``nd`` decimals ("—" for None or non-finite); other values as text."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
 
-def _table(rows: Sequence[Sequence[Any]], head: Sequence[str] | None = None) -> str:
-    out = ["<table>"]
-    if head:
-        out.append("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>")
-    for r in rows:
-        out.append("<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else _e(c)}</td>" for c in r) + "</tr>")
-    out.append("</table>")
-    return "".join(out)
+def _fmt_list(values: Iterable[Any], nd: int = 2) -> str:
+    return ", ".join(fmt(v, nd) for v in values)
 
 
-class _Raw(str):
-    """Already-escaped HTML for a table cell."""
+def _box(values: Iterable[float]) -> str:
+    return "(" + ", ".join(str(round(v)) for v in values) + ")"
 
 
-def _fig(src: str, caption: str) -> str:
-    return f'<figure><img src="{src}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
+def _thousands(n: int) -> str:
+    return f"{n:,}"
 
 
-def _qtable(t: Sequence[int]) -> str:
-    rows = [t[i * 8:(i + 1) * 8] for i in range(8)]
-    return "<table class='q'>" + "".join("<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>"
-                                         for r in rows) + "</table>"
+def _weights(weights: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in weights.items())
 
 
-def _section_summary(d: dict[str, Any]) -> str:
-    out: list[str] = []
-    md = d["metadata"]
-    out.append("<h2>Summary</h2>")
-    ens = d.get("ensemble")
-    if ens:
-        v = ens["result"]["verdict"]
-        out.append(f"<p>Ensemble verdict: <span class='{v.lower()}'>{_e(v)}</span></p>"
-                   f"<p class='muted'>{_e(ens['result']['explanation'])}</p>")
-    else:
-        out.append("<p>No detector ran (no weights installed or none selected): this report holds the "
-                   "weight-free evidence only.</p>")
-    if d["abstention"]:
-        out.append("<div class='box warn'><b>Reasons to doubt</b><ul>" +
-                   "".join(f"<li>{_e(r['text'])}.</li>" for r in d["abstention"]) + "</ul></div>")
-    if md["findings"]:
-        out.append("<div class='box'><b>What the file says about itself</b> (supporting evidence, never the "
-                   "verdict)<ul>" + "".join(f"<li>{_e(x)}</li>" for x in md["findings"]) + "</ul></div>")
-    if d["robustness"]:
-        out.append("<p><b>Robustness:</b> " + " ".join(_e(s) for s in d["robustness"]["summary"]) + "</p>")
-    return "\n".join(out)
+def _face_rows(faces: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(x["index"], _box(x["box"]), fmt(x["detection_prob"], 3), fmt(x["p_fake"]), x["label"]) for x in faces]
 
 
-def _section_file(d: dict[str, Any], image: Image.Image) -> str:
-    out: list[str] = []
-    f = d["file"]
-    out.append("<h2>File</h2>")
-    out.append(_fig(_png_b64(image), f"{f['name']} · {f['width']}×{f['height']}"))
-    out.append(_table([
-        ("Name", f["name"]), ("Size", f"{f['size_bytes']:,} bytes"), ("SHA-256", _Raw(f"<code>{f['sha256']}</code>")),
-        ("Perceptual hash (pHash)", f["phash"]), ("Difference hash (dHash)", f["dhash"]),
-        ("Hash library", f["hash_library"]),
-        ("Type (magic bytes)", f"{f['detected_type']} ({f['mime']})"),
-        ("Extension", f"{f['extension'] or '(none)'} — " + {True: "matches", False: "DOES NOT MATCH the content",
-                                                            None: "nothing to compare"}[f["extension_matches"]]),
-        ("Pixels", f"{f['width']}×{f['height']}, mode {f['mode']}, {f['frames']} frame(s)")]))
-    return "\n".join(out)
+def _vote_rows(votes: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(x["detector_id"], x["label"], fmt(x["p_fake"]), fmt(x["score"], 3), "yes" if x["voted"] else "no",
+             fmt(x["weight"], 2)) for x in votes]
 
 
-def _section_detectors(d: dict[str, Any]) -> str:
-    out: list[str] = []
-    ens = d.get("ensemble")
-    out.append("<h2>Detectors</h2>")
-    if d["detectors"]:
-        rows = []
-        for r in d["detectors"]:
-            lab = r["label"]
-            rows.append((r["detector_id"], r["variant"], _Raw(f"<span class='{lab}'>{_e(lab)}</span>"),
-                         _fmt(r["p_fake"]), _fmt(r["logit"]), _fmt(r["threshold"], 2),
-                         f"{r['image_size'][0]}×{r['image_size'][1]} → {r['input_size'][0]}×{r['input_size'][1]}"
-                         + (f", crop {tuple(r['crop_box'])}" if r["crop_box"] else ""),
-                         r["preprocessing"], _Raw(f"<code>{_e(r['weights_sha256'])}</code>"
-                                                  + (f"<br>backbone <code>{_e(r['backbone_sha256'])}</code>"
-                                                     if r.get("backbone_sha256") else ""))))
-        out.append(_table(rows, ["detector", "variant", "verdict", "p_fake", "logit", "threshold",
-                                 "image → input", "preprocessing", "weights sha256"]))
-        for r in d["detectors"]:
-            card = r.get("model_card")
-            if card:
-                out.append(f"<p class='muted'><b>{_e(r['detector_id'])}</b>: {_e(card['paper'])} · licence "
-                           f"{_e(card['licence'])} · trained on {_e(card['training_data'])}</p>")
-            if r["faces"]:
-                out.append(_table([(x["index"], tuple(round(c) for c in x["box"]), _fmt(x["detection_prob"], 3),
-                                    _fmt(x["p_fake"]), x["label"]) for x in r["faces"]],
-                                  ["face", "box", "detection prob.", "p_fake", "verdict"]))
-    else:
-        out.append("<p>No detector results.</p>")
-    if d["not_run"]:
-        out.append("<p class='muted'>Not run: " + "; ".join(f"{_e(k)} ({_e(v)})" for k, v in d["not_run"].items())
-                   + "</p>")
-    if ens:
-        s = ens["settings"]
-        out.append("<h3>Ensemble settings</h3>" + _table(
-            [("Rule", s["rule"]), ("Vote threshold", s["vote_threshold"]),
-             ("Weights", ", ".join(f"{k} {v:g}" for k, v in s["weights"].items())),
-             ("Uncertain band (mean-logit)", s["uncertain_band"]), ("Disagreement", s["disagreement"])]))
-        res = ens["result"]
-        out.append(_table([(x["detector_id"], x["label"], _fmt(x["p_fake"]), _fmt(x["score"], 3),
-                            "yes" if x["voted"] else "no", _fmt(x["weight"], 2)) for x in res["votes"]],
-                          ["detector", "verdict", "p_fake", "confidence", "votes", "weight"]))
-        out.append(f"<p>Votes fake {_fmt(res['votes_fake'], 3)} · real {_fmt(res['votes_real'], 3)} · weighted "
-                   f"confidence {_fmt(res['confidence'], 3)} · mean-logit P(fake) {_fmt(res['p_mean_logit'], 3)} · "
-                   f"soft-OR P(fake) {_fmt(res['p_soft_or'], 3)}</p>")
-    return "\n".join(out)
+def _peak_rows(peaks: Sequence[Any]) -> list[tuple[Any, ...]]:
+    return [(p.period_px, p.direction, p.source, f"{p.strength:.2f}") for p in peaks]
 
 
-def _section_robustness(d: dict[str, Any]) -> str:
-    out: list[str] = []
-    rb = d.get("robustness")
-    out.append("<h2>Robustness probe</h2>")
-    if rb:
-        conds = rb["conditions"]
-        dets = list(dict.fromkeys(r["detector"] for r in rb["rows"]))
-        cell = {(r["detector"], r["condition"]): r for r in rb["rows"]}
-        series = [(n, list(range(len(conds))), [cell.get((n, c["key"]), {}).get("p_fake") for c in conds])
-                  for n in dets]
-        series = [(n, xs, [float("nan") if y is None else y for y in ys]) for n, xs, ys in series]
-        out.append(svg_line_chart(series, x_labels=[c["label"] for c in conds], y_range=(0.0, 1.0), hline=0.5,
-                                  y_title="p_fake", x_title="condition"))
-        out.append("<ul>" + "".join(f"<li>{_e(s)}</li>" for s in rb["summary"]) + "</ul>")
-        out.append(_table([[n] + [_fmt(cell.get((n, c["key"]), {}).get("p_fake"), 3) +
-                                  (" ✗" if cell.get((n, c["key"]), {}).get("label") == "error" else "")
-                                  for c in conds] for n in dets], ["detector"] + [c["label"] for c in conds]))
-        out.append("<p class='muted'>" + "; ".join(f"{_e(c['label'])}: {_e(c['description'])}" for c in conds)
-                   + "</p>")
-    else:
-        out.append("<p>Not run.</p>")
-    return "\n".join(out)
+def _json_row(item: tuple[str, Any]) -> tuple[str, str]:
+    return item[0], json.dumps(item[1])
 
 
-def _section_forensic_views(d: dict[str, Any], ev: F.Evidence) -> str:
-    out: list[str] = []
-    fz = d["forensics"]
-    out.append("<h2>Forensic views (no learned weights)</h2>")
+def _code(text: Any) -> Markup:
+    """``<code>text</code>`` with the text escaped (a table cell the template must not escape again)."""
+    return Markup("<code>{}</code>").format("—" if text is None else text)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True,
+                             finalize=lambda v: "—" if v is None else v)   # a missing value reads as a dash
+    env.filters.update(fmt=fmt, fmt_list=_fmt_list, box=_box, thousands=_thousands, weights=_weights,
+                       face_rows=_face_rows, vote_rows=_vote_rows, peak_rows=_peak_rows, json_row=_json_row)
+    env.globals["code"] = _code
+    return env
+
+
+_ENV = _environment()
+
+
+# ----------------------------------------------------------------------------------------------- view data
+
+def _images(ev: F.Evidence, image: Image.Image) -> dict[str, str | None]:
+    """The embedded pictures as ``data:`` URIs (None where a view is empty)."""
+    blocks = ev.noise.block_std
+    return {
+        "image": _png_b64(image),
+        "energy_spectrum": _png_b64(F.to_image(ev.frequency.energy_spectrum)),
+        "spectrum": _png_b64(F.to_image(ev.frequency.spectrum)),
+        "npr": _png_b64(F.to_image(ev.npr.residual, ev.npr.map_mode)),     # magnitude once shrunk
+        "ela": _png_b64(F.to_image(ev.ela.error, "magnitude")),
+        "noise": _png_b64(F.to_image(ev.noise.residual, ev.noise.map_mode)),
+        "noise_blocks": _png_b64(F.to_image(blocks, "magnitude").resize((blocks.shape[1] * 8, blocks.shape[0] * 8),
+                                                                         Image.NEAREST)) if blocks.size else None,
+    }
+
+
+def _robustness(rb: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The probe as a detector × condition table of p_fake (``✗`` marks a condition the detector failed on)."""
+    if not rb:
+        return None
+    conds = rb["conditions"]
+    cell = {(r["detector"], r["condition"]): r for r in rb["rows"]}
+    names = list(dict.fromkeys(r["detector"] for r in rb["rows"]))
+    rows = [[n] + [fmt(cell.get((n, c["key"]), {}).get("p_fake"), 3)
+                   + (" ✗" if cell.get((n, c["key"]), {}).get("label") == "error" else "") for c in conds]
+            for n in names]
+    series = [(n, list(range(len(conds))), [_nan_if_none(cell.get((n, c["key"]), {}).get("p_fake")) for c in conds])
+              for n in names]
+    return {"conditions": conds, "labels": [c["label"] for c in conds], "rows": rows, "series": series}
+
+
+def _nan_if_none(v: float | None) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def _charts(ev: F.Evidence, robustness: Mapping[str, Any] | None) -> dict[str, Markup | None]:
     fr = ev.frequency
-    out.append(f"<h3>Frequency</h3><p>{_e(fr.summary)}</p>")
-    out.append(_fig(_png_b64(F.to_image(fr.energy_spectrum)), "Spectrum of the residual energy (|∂x|+|∂y|): "
-                    "up-sampling by k gives peaks at 1/k cycles/pixel"))
-    out.append(_fig(_png_b64(F.to_image(fr.spectrum)), "Spectrum of the linear high-pass residual: generator "
-                    "fingerprints show as a grid of dots"))
     xs = [float(v) for v in fr.radial_freq]
-    out.append(svg_line_chart([("residual", xs, [float(v) for v in fr.radial_power]),
-                               ("residual energy", xs, [float(v) for v in fr.radial_energy])],
-                              x_title="frequency (cycles/pixel)", y_title="log RMS magnitude per ring", markers=False))
-    if fr.peaks:
-        out.append(_table([(p.period_px, p.direction, p.source, f"{p.strength:.2f}") for p in fr.peaks],
-                          ["period (px)", "direction", "spectrum", "strength (log units)"]))
-    n = fz["npr"]
-    out.append(f"<h3>NPR residual</h3><p>{_e(ev.npr.summary)}</p>")
-    out.append(_fig(_png_b64(F.to_image(ev.npr.residual, "signed")), "x − up(down(x)), grey = 0"))
-    out.append(_table([("mean |r|", _fmt(n["mean_abs"], 3)), ("std", _fmt(n["std"], 3)), ("max |r|", n["max_abs"]),
-                       ("exact zeros", _fmt(n["zero_fraction"], 3)),
-                       ("mean |r| per 2×2 offset", ", ".join(_fmt(v, 2) for v in n["phase_mean_abs"]))]))
-    out.append(f"<h3>Error level analysis (JPEG {ev.ela.quality})</h3><p>{_e(ev.ela.summary)}</p>")
-    out.append(_fig(_png_b64(F.to_image(ev.ela.error, "magnitude")), "ELA: brighter = changes more on re-save"))
-    out.append(f"<h3>Noise residual</h3><p>{_e(ev.noise.summary)}</p>")
-    out.append(_fig(_png_b64(F.to_image(ev.noise.residual, "signed")), "luma − median 3×3, grey = 0"))
-    if ev.noise.block_std.size:
-        out.append(_fig(_png_b64(F.to_image(ev.noise.block_std, "magnitude").resize(
-            (ev.noise.block_std.shape[1] * 8, ev.noise.block_std.shape[0] * 8), Image.NEAREST)),
-            "noise level per 32×32 block (brighter = noisier)"))
-    return "\n".join(out)
+    radial = svg_line_chart([("residual", xs, [float(v) for v in fr.radial_power]),
+                             ("residual energy", xs, [float(v) for v in fr.radial_energy])],
+                            x_title="frequency (cycles/pixel)", y_title="log RMS magnitude per ring", markers=False)
+    probe = None
+    if robustness:
+        probe = svg_line_chart(robustness["series"], x_labels=robustness["labels"], y_range=(0.0, 1.0), hline=0.5,
+                               y_title="p_fake", x_title="condition")
+    # svg_line_chart escapes every label it writes, so its output is markup this package vouches for
+    return {"radial": Markup(radial), "robustness": Markup(probe) if probe else None}
 
 
-def _section_metadata(d: dict[str, Any]) -> str:
-    out: list[str] = []
-    md = d["metadata"]
-    out.append("<h2>Metadata (supporting evidence only)</h2>")
-    ex = md["exif"]
-    out.append("<h3>EXIF</h3>")
-    if ex["present"]:
-        out.append(_table([("Camera", ex["camera"]), ("Software", ex["software"]), ("Lens", ex["lens"]),
-                           ("Taken", ex["datetime_original"]), ("Digitised", ex["datetime_digitized"]),
-                           ("Modified", ex["datetime_modified"]),
-                           ("GPS", "present" + ("" if ex["gps"] else " (left out of this report)") if ex["has_gps"]
-                            else "none")]))
-        if ex["gps"]:
-            g = ex["gps"]
-            out.append(_table([("Latitude", g["latitude"]), ("Longitude", g["longitude"]),
-                               ("Altitude (m)", g["altitude_m"])]))
-        out.append("<details><summary>All EXIF fields</summary>" + _table(ex["fields"], ["tag", "value"]) +
-                   "</details>")
-    else:
-        out.append("<p>No EXIF.</p>")
-    pv = md["provenance"]
-    out.append("<h3>XMP / IPTC / text</h3>")
-    rows = [("XMP packet", "present" if pv["xmp_present"] else "none"), ("CreatorTool", pv["creator_tool"])]
-    rows += [(f"DigitalSourceType ({s['where']})", f"{s['code']}: {s['label']}" + (" — FLAGGED" if s["generated"]
-                                                                                     else ""))
-             for s in pv["digital_source_types"]]
-    rows += [(f"IPTC {k}", v) for k, v in pv["iptc"]]
-    rows += [(f"text chunk '{k}'", v) for k, v in pv["text_chunks"]]
-    out.append(_table(rows))
-    c2 = md["c2pa"]
-    out.append("<h3>C2PA (Content Credentials)</h3>")
-    out.append(f"<p>{_e(c2['note'])}</p>")
-    if c2["present"]:
-        out.append(_table([("Validation", c2["validation_state"] if c2["validated"] else "unavailable"),
-                           ("Library", c2["library"]), ("Claim generator", c2["claim_generator"]),
-                           ("Signer", c2["signer"]), ("Title", c2["title"]), ("Actions", ", ".join(c2["actions"])),
-                           ("DigitalSourceType", ", ".join(s["code"] for s in c2["digital_source_types"])),
-                           ("Failed checks", "; ".join(c2["failures"]) or "none")]))
-    jp = md["jpeg"]
-    out.append("<h3>JPEG</h3>" + f"<p>{_e(jp['summary'])}</p>")
-    if jp["is_jpeg"]:
-        out.append("".join(f"<figure>{_qtable(t)}<figcaption>quantisation table {i} "
-                           f"({'luminance' if i == 0 else 'chrominance'})</figcaption></figure>"
-                           for i, t in enumerate(jp["qtables"])))
-    return "\n".join(out)
-
-
-def _section_environment(d: dict[str, Any]) -> str:
-    out: list[str] = []
-    out.append("<h2>Environment</h2>")
-    out.append(_table(list(d["environment"].items()), ["library", "version"]))
-    out.append(_table([(k, json.dumps(v)) for k, v in d["settings"].items()], ["setting", "value"]))
-    out.append("<p class='muted'>The same image, detectors and settings give the same report apart from the "
-               "generation time. report.json holds every number shown here.</p>")
-    return "\n".join(out) + "\n"
-    return "\n".join(out)
-
-
-def render_html(d: dict[str, Any], ev: F.Evidence, image: Image.Image) -> str:
+def render_html(d: Mapping[str, Any], ev: F.Evidence, image: Image.Image) -> str:
     """The report page for the report data ``d`` (see build.py), its forensic evidence and the image."""
-    f = d["file"]
-    body = [_section_summary(d), _section_file(d, image), _section_detectors(d), _section_robustness(d),
-            _section_forensic_views(d, ev), _section_metadata(d), _section_environment(d)]
-    return _TEMPLATE.substitute(
-        title=_e(f["name"]), name=_e(f["name"]), generated=_e(d["generated_at"]), version=_e(d["tool"]["version"]),
-        report_version=_e(d["report_version"]), notice=_e(d["notice"]), body="\n".join(body))
+    rob = _robustness(d.get("robustness"))
+    return _ENV.get_template("template.html").render(d=d, ev=ev, img=_images(ev, image), size=image.size,
+                                                     robustness=rob, charts=_charts(ev, rob))
 
 
 def image_png_b64(arr: Any, mode: str = "stretch") -> str:
     """A 2-D array as a ``data:`` PNG URI (handy for embedding views elsewhere)."""
     return _png_b64(F.to_image(arr, mode))  # type: ignore[arg-type]
+
+
+__all__ = ["render_html", "image_png_b64", "fmt", "IMAGE_SIDE"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,7 +58,9 @@ def test_detect_json_for_each_detector(det_id, face_photo, tmp_path, capsys, wei
     out = capsys.readouterr()
     assert code == 0, out.err
     res = json.loads(out.out)
-    assert res["detector_id"] == det_id and res["variant"] == "original"
+    # a file given with --weights is the user's own: the result never claims the official variant
+    assert res["detector_id"] == det_id and res["variant"] == "custom"
+    assert res["details"]["weights"] == "custom file " + Path(args[args.index("--weights") + 1]).name
     assert math.isfinite(res["logit"]) and 0.0 <= res["p_fake"] <= 1.0
     assert res["label"] in ("real", "fake") and len(res["weights_sha256"]) == 64
     expected_input = {"R50_TF": [512, 512], "R50_nodown": [512, 512], "NPR": [512, 512], "FACE": [256, 256],

@@ -195,3 +195,53 @@ def test_report_command_is_wired_into_the_main_cli(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_untrusted_text_is_escaped_in_the_html():
+    """File names, EXIF and PNG text chunks come from the file: they must never become markup in the page."""
+    from PIL import PngImagePlugin
+    ex = Image.Exif()
+    ex[271], ex[272] = "<script>alert(1)</script>", "D850"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "<img src=x onerror=alert(2)>")
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 40), (90, 40, 10)).save(buf, format="PNG", pnginfo=info, exif=ex)
+    rep = build_report(buf.getvalue(), [], name="<b onmouseover=alert(3)>.png", timestamp=T1, probe=False)
+    h = rep.html
+    for raw in ("<script", "<img src=x", "<b onmouseover"):
+        assert raw not in h, raw
+    assert "&lt;b onmouseover=alert(3)&gt;.png" in h and "&lt;img src=x onerror=alert(2)&gt;" in h
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in h
+    assert rep.data["file"]["name"] == "<b onmouseover=alert(3)>.png"          # the JSON keeps the real text
+
+
+def test_a_non_image_is_named_in_the_error(tmp_path):
+    from core.errors import BadImage
+    p = tmp_path / "preds.csv"
+    p.write_text("path,label,score\na.png,1,0.3\n")
+    with pytest.raises(BadImage, match=r"preds\.csv: is not an image"):
+        build_report(p, [], timestamp=T1)
+    with pytest.raises(BadImage, match=r"^upload\.bin: "):
+        build_report(b"not an image at all", [], name="upload.bin", timestamp=T1)
+
+
+def test_write_refuses_a_file_in_place_of_the_folder(decided, tmp_path):
+    rep = build_report(jpeg_bytes(), decided, timestamp=T1, probe=False)
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(OSError):
+        rep.write(tmp_path / "taken")
+    pj, ph = rep.write(tmp_path / "ok")
+    assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["report.html", "report.json"]   # no .part left
+    assert json.loads(pj.read_text()) == rep.data and ph.read_text() == rep.html
+
+
+def test_a_users_own_file_keeps_its_detector_and_says_custom(tiny_config, weights_home, tmp_path):
+    from tests.helpers import make_tiny_checkpoint
+
+    from core.models.factory import create_detector
+    det = create_detector("TINY", weights=make_tiny_checkpoint(tmp_path / "mine.pt", bias=2.0))
+    rep = build_report(jpeg_bytes(), [det], timestamp=T1, probe=False)
+    (r,) = rep.data["detectors"]
+    assert r["variant"] == "custom" and r["weights_sha256"] == det.weights_sha256
+    assert r["model_card"]["paper"] == "none" and "user's own" in r["model_card"]["training_data"]
+    assert "mine.pt" in rep.html

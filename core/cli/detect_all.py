@@ -1,0 +1,111 @@
+"""``python -m core detect IMAGE --detector ALL``: every installed detector, the graded assessment (the headline)
+and, beneath it, the original app's weighted vote.
+
+JSON (``--json``): ``{"results": [...], "vote": {...}, "assessment": {"level", "direction", "p_fake", "reasons",
+...}, "not_run": {id: why}}``. With ``--profile`` the assessment uses the calibrated scores of the detectors the
+profile was fitted on (the others: "not applied", with the reason).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from core.cli.common import EXIT_OK, UsageError
+from core.cli.report import select_detectors
+from core.convert import to_jsonable
+from core.errors import DeepfakeLensError
+from core.io import load_image
+from core.results import DetectionResult
+from core.verdict.abstention import facts_from_bytes
+from core.verdict.assessment import Assessment, assess
+from core.verdict.calibration import Profile, load_profile
+from core.verdict.ensemble import EnsembleResult, ensemble
+
+ALL = "ALL"
+
+
+def single_paths(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """``--weights`` / ``--backbone`` for one detector: one plain PATH each (``ID=PATH`` is accepted too)."""
+    out = []
+    for flag, values in (("--weights", args.weights), ("--backbone", args.backbone)):
+        if len(values) > 1:
+            raise UsageError(f"{flag} is given {len(values)} times; one detector takes one file "
+                             f"(use --detector ALL with {flag} ID=PATH for several).")
+        value = values[0] if values else None
+        if value and "=" in value and not Path(value).expanduser().exists():
+            value = value.partition("=")[2]            # "ID=PATH" for the detector being run
+        out.append(str(Path(value).expanduser()) if value else None)
+    return out[0], out[1]
+
+
+def _profile(path: str | None) -> Profile | None:
+    return load_profile(path) if path else None
+
+
+def calibrated_line(result: DetectionResult, profile_path: str | None) -> dict[str, Any]:
+    """The profile's calibration of one detector's result: {"applied", "p_fake", "threshold", "label", "text"}."""
+    profile = _profile(profile_path)
+    if profile is None:
+        return {}
+    app = profile.apply([result])
+    cs = app.scores.get(result.key)
+    if cs is None:
+        why = app.notes[0] if app.notes else f"{result.key}: no verdict to calibrate."
+        return {"applied": False, "text": why}
+    return {"applied": True, "p_fake": cs.p_fake, "threshold": cs.threshold, "label": cs.label,
+            "text": f"calibrated ({profile.name}): P(fake) {cs.p_fake:.4f}, {cs.label.upper()} at the profile's "
+                    f"threshold {cs.threshold:.3f}"}
+
+
+def analyse(image_path: str, weight_opts: list[str], backbone_opts: list[str], profile: Profile | None,
+            rule: str | None = None) -> tuple[list[DetectionResult], dict[str, str], EnsembleResult, Assessment]:
+    """Run every installed detector (and those given a file) on the image; combine them both ways.
+
+    Returns:
+        (results, {detector id: why it did not run}, the original weighted vote, the graded assessment).
+    """
+    path = Path(image_path).expanduser()
+    image = load_image(path)
+    dets, missing = select_detectors(None, weight_opts, backbone_opts)
+    results: list[DetectionResult] = []
+    for det in dets:
+        try:
+            results.append(det.predict(image))
+        except DeepfakeLensError as exc:                  # one failing detector does not lose the others
+            missing[det.spec.id] = f"failed on this image ({exc})"
+    facts = facts_from_bytes(path.read_bytes())
+    specs = {d.spec.key: d.spec for d in dets}
+    vote = ensemble(results, missing=missing)
+    return results, missing, vote, assess(results, profile=profile, facts=facts, specs=specs, rule=rule)
+
+
+def _text(results: list[DetectionResult], missing: dict[str, str], vote: EnsembleResult, a: Assessment) -> str:
+    lines = [a.headline + (f" (calibrated P(fake) {a.p_fake:.2f}, {a.fused_by})" if a.p_fake is not None else "")]
+    lines += [f"  - {r}" for r in a.reasons]
+    lines += [f"  · {e}" for e in a.excluded + a.calibration]
+    lines.append(vote.summary[0].upper() + vote.summary[1:])
+    for r in results:
+        if r.ok and not math.isnan(r.p_fake):
+            lines.append(f"  {r.key:<24} {r.label:<5} p_fake={r.p_fake:.4f}  logit={r.logit:+.4f}  "
+                         f"{r.elapsed_s:.2f}s")
+        else:
+            lines.append(f"  {r.key:<24} {r.details.get('message', r.label)}")
+    lines += [f"  {d:<24} not run: {why}" for d, why in missing.items()]
+    return "\n".join(lines)
+
+
+def cmd_detect_all(args: argparse.Namespace) -> int:
+    """Print the assessment, the vote and every result (or all of it as JSON)."""
+    results, missing, vote, a = analyse(args.image, args.weights, args.backbone, _profile(args.profile), args.rule)
+    if args.json:
+        print(json.dumps(to_jsonable({"results": [r.to_dict() for r in results], "vote": vote.to_dict(),
+                                      "assessment": a.to_dict(), "not_run": missing}), indent=1))
+    else:
+        print(_text(results, missing, vote, a))
+    return EXIT_OK
+
+
+__all__ = ["ALL", "cmd_detect_all", "analyse", "single_paths", "calibrated_line"]
