@@ -204,7 +204,9 @@ class Profile:
         cal = self.detectors.get(key)
         if cal is None:
             return None, f"the profile has no calibration for {key}"
-        if not by_column and cal.weights_sha256 is not None and weights_sha256 != cal.weights_sha256:
+        if not by_column and cal.weights_sha256 is None:
+            return None, f"the profile calibrated a score column named {key} without recording its weights"
+        if not by_column and weights_sha256 != cal.weights_sha256:
             return None, f"fitted on weights {cal.weights_sha256[:12]}…, not on {str(weights_sha256)[:12]}…"
         return cal.calibrator.predict(logit), ""
 

@@ -141,3 +141,34 @@ def test_ensemble_split_verdicts_and_disagreement_without_an_ensemble_result():
     strong = ensemble_reasons(None, [res("A", 0.95), res("B", 0.1)])
     assert codes(strong) == ["disagreement"] and "A p_fake 0.95 vs B 0.10" in strong[0].text
     assert ensemble_reasons(None, [res("A", 0.95), res("B", 0.9)], CLEAN) == ()
+
+
+def _face_result(p: float = 0.9) -> DetectionResult:
+    from core.results import FaceResult
+    f = FaceResult(0, (100, 100, 180, 190), 0.99, (), math.log(p / (1 - p)), p, "fake", (100, 100, 180, 190))
+    return DetectionResult("FACE", "original", f.logit, p, "fake", 0.5, 0.1, (512, 512), (256, 256),
+                           (100, 100, 180, 190), True, "face", faces=(f,), details={"n_faces": 1})
+
+
+def test_a_face_crop_is_not_reported_as_a_partial_or_enlarged_view():
+    # the face model analysed an 80×90 face crop resized to 256: that is its job, not "only the centre (3 %)"
+    assert codes(result_reasons(_face_result(), CLEAN)) == []
+
+
+def test_the_split_counts_only_detectors_with_a_vote():
+    results = [res("CLIP-D", 0.8), res("NPR", 0.75), _face_result(0.3)]
+    e = ensemble(results, EnsembleConfig(weights={"CLIP-D": .3, "NPR": .1}))
+    text = " ".join(r.text for r in ensemble_reasons(e, results, CLEAN))
+    assert "split" not in text and "FACE" not in text
+
+
+def test_exif_dimensions_tell_a_resized_file():
+    im = Image.fromarray(np.zeros((60, 80, 3), np.uint8))
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003] = 4000, 3000
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=95, exif=exif)
+    f = facts_from_bytes(buf.getvalue())
+    assert f.exif_size == (4000, 3000) and f.resized is True and not f.recompressed
+    assert ForensicFacts((80, 60), exif_size=(60, 80)).resized is False        # rotated, not resized
+    assert ForensicFacts((80, 60)).resized is None

@@ -86,3 +86,16 @@ def test_missing_and_unscored_detectors_are_excluded_and_stated():
     assert any("only one detector" in s for s in e.reasons)
     import json
     json.dumps(e.to_dict())
+
+
+def test_explanation_counts_what_ran_and_the_summary_line():
+    no_vote = DetectionResult("FACE", "original", 2.0, 0.88, "fake", 0.5, 0.1, (8, 8), (8, 8), None, True, "faces")
+    e = ensemble([r("CLIP-D", 0.9), r("NPR", 0.3), no_vote], SEED,
+                 missing={"R50_TF": "weights not installed", "P2G": "weights not installed",
+                          "R50_nodown": "weights not installed"})
+    assert "3 detectors did not run (R50_TF, P2G, R50_nodown); the weights are renormalised over the 2 with a " \
+           "vote weight that gave a verdict." in e.explanation
+    assert "FACE ran without a vote" in e.explanation
+    assert e.summary == "weighted vote of the original app: FAKE, 2 of 2 detectors voted"
+    assert "not a probability" in e.explanation
+    assert e.mean_logit == pytest.approx(0.75 * math.log(9) + 0.25 * math.log(0.3 / 0.7), abs=1e-9)   # .30/.10
