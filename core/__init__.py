@@ -23,6 +23,10 @@ _EXPORTS = {
     **dict.fromkeys(["add_config_dir", "get_spec", "list_detectors", "list_specs", "register_arch"],
                     "core.models.registry"),
     **dict.fromkeys(["DetectionResult", "FaceResult"], "core.results"),
+    **dict.fromkeys(["Assessment", "assess"], "core.verdict.assessment"),
+    **dict.fromkeys(["Profile", "load_profile"], "core.verdict.calibration"),
+    "ProfileError": "core.errors",
+    "ensemble": "core.verdict.ensemble",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -48,3 +52,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; at run time the names load
     from core.models.factory import create_detector  # noqa: F401
     from core.models.registry import add_config_dir, get_spec, list_detectors, list_specs, register_arch  # noqa: F401
     from core.results import DetectionResult, FaceResult  # noqa: F401
+    from core.errors import ProfileError  # noqa: F401
+    from core.verdict.assessment import Assessment, assess  # noqa: F401
+    from core.verdict.calibration import Profile, load_profile  # noqa: F401
+    from core.verdict.ensemble import ensemble  # noqa: F401

@@ -23,6 +23,7 @@ anything of ours; every other module asks this one.
 | ``DEEPFAKE_LENS_MAX_VIDEO_FRAMES`` | 600 | most frames analysed in one video |
 | ``DEEPFAKE_LENS_VIDEO_DECODE_SECONDS`` | 600 s | wall-time bound on decoding one video (no hang) |
 | ``DEEPFAKE_LENS_DATA_ROOT`` | (none) | the only server folder the app may read; unset = no server paths |
+| ``DEEPFAKE_LENS_PROFILES`` | ``~/.cache/deepfake-lens/profiles`` | calibration profiles the app offers |
 """
 from __future__ import annotations
 
@@ -80,6 +81,11 @@ def score_cache_dir() -> Path:
 def extra_config_dirs() -> list[Path]:
     """Extra detector-YAML folders from ``DEEPFAKE_LENS_CONFIG_DIRS`` (os.pathsep-separated)."""
     return [Path(p).expanduser() for p in os.environ.get("DEEPFAKE_LENS_CONFIG_DIRS", "").split(os.pathsep) if p]
+
+
+def profiles_dir() -> Path:
+    """Calibration profiles the app lists in its sidebar (``DEEPFAKE_LENS_PROFILES``)."""
+    return _path("DEEPFAKE_LENS_PROFILES") or Path.home() / ".cache" / "deepfake-lens" / "profiles"
 
 
 def data_root() -> Path | None:

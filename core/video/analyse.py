@@ -22,8 +22,10 @@ from core.errors import DeepfakeLensError
 from core.models.detectors.base import Detector
 from core.models.detectors.face import FaceCfg, FaceDetector, find_faces, prepare_face
 from core.models.registry import get_spec
+from core.models.selection import installed_variants
+from core.verdict.calibration import Profile
 from core.video.reader import ReadStats, VideoInfo, probe
-from core.video.sampling import SamplingPlan, sample_frames
+from core.video.sampling import SamplingPlan, sample_frames, target_times
 from core.video.tracks import Track, Tracker
 from core.video.verdict import VideoAssessment, assess_video
 
@@ -151,11 +153,36 @@ class _Best:
     tensor: torch.Tensor | None
 
 
+class _Calibration:
+    """A calibration profile applied to single scores (each detector's raw logit → calibrated P(fake))."""
+
+    def __init__(self, profile: Profile | None) -> None:
+        self.profile = profile
+        self.notes: dict[str, str] = {}
+
+    def p(self, det: Detector, logit: float) -> float:
+        """Calibrated P(fake) when the profile applies to this detector's weights, else ``sigmoid(logit)``."""
+        if self.profile is None or not math.isfinite(logit):
+            return sigmoid(logit) if math.isfinite(logit) else float("nan")
+        out, why = self.profile.calibrate_column(det.spec.key, np.array([logit]), det.weights_sha256)
+        if out is None:
+            self.notes.setdefault(det.spec.key, f"{det.spec.key}: calibration not applied: {why}.")
+            return sigmoid(logit)
+        return float(out[0])
+
+    def threshold(self, det: Detector) -> float:
+        """The profile's threshold for this detector when it applies, else the detector's own."""
+        cal = self.profile.detectors.get(det.spec.key) if self.profile is not None else None
+        applied = cal is not None and det.spec.key not in self.notes
+        return float(cal.threshold) if applied else float(det.spec.threshold)
+
+
 class _FaceStage:
     """MTCNN on each frame; the FACE classifier on each crop when its weights are installed."""
 
-    def __init__(self, classifier: FaceDetector | None, max_gap_s: float) -> None:
+    def __init__(self, classifier: FaceDetector | None, max_gap_s: float, calibration: _Calibration) -> None:
         self.classifier = classifier
+        self.calibration = calibration
         self.cfg = classifier.cfg if classifier is not None else FaceCfg.from_options(get_spec("FACE").options)
         self.tracker = Tracker(max_gap_s)
         self.best: dict[int, _Best] = {}
@@ -164,7 +191,7 @@ class _FaceStage:
         faces = find_faces(image, cfg=self.cfg)
         prepared = [prepare_face(image, f, self.cfg) for f in faces]
         if self.classifier is not None:
-            ps = [sigmoid(self.classifier.face_logit(pf.tensor)) for pf in prepared]
+            ps = [self.calibration.p(self.classifier, self.classifier.face_logit(pf.tensor)) for pf in prepared]
         else:
             ps = [float("nan")] * len(faces)
         ids = self.tracker.update(index, t, [f.box for f in faces], ps)
@@ -179,7 +206,7 @@ class _FaceStage:
         return out
 
     def summaries(self, with_cam: bool) -> list[TrackSummary]:
-        thr = self.classifier.spec.threshold if self.classifier is not None else 0.5
+        thr = self.calibration.threshold(self.classifier) if self.classifier is not None else 0.5
         out = [self._summary(tr, thr) for tr in self.tracker.tracks]
         if with_cam and self.classifier is not None and self.classifier.spec.explain_layer:
             for s in sorted(out, key=lambda s: -s.p_max)[:MAX_CAM_TRACKS]:
@@ -198,11 +225,12 @@ class _FaceStage:
             best_frame=b.frame, best_t=b.t, best_box=b.box, thumbnail=b.crop)
 
 
-def _score_frame(detectors: Sequence[Detector], image: Image.Image, notes: list[str]) -> dict[str, float]:
+def _score_frame(detectors: Sequence[Detector], image: Image.Image, notes: list[str],
+                 calibration: _Calibration) -> dict[str, float]:
     scores: dict[str, float] = {}
     for det in detectors:
         try:
-            scores[det.spec.key] = float(det.predict(image).p_fake)
+            scores[det.spec.key] = calibration.p(det, float(det.predict(image).logit))
         except DeepfakeLensError as exc:       # e.g. a frame too small for a full-resolution detector
             scores[det.spec.key] = float("nan")
             if len(notes) < 20:
@@ -212,7 +240,7 @@ def _score_frame(detectors: Sequence[Detector], image: Image.Image, notes: list[
 
 def analyse_video(path: str, *, plan: SamplingPlan | None = None, face: FaceDetector | None = None,
                   detectors: Sequence[Detector] = (), with_cam: bool = True, progress: Progress | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> VideoAnalysis:
+                  should_stop: Callable[[], bool] | None = None, profile: Profile | None = None) -> VideoAnalysis:
     """Sample a video's frames and run face tracking and the whole-frame detectors on them.
 
     Args:
@@ -223,6 +251,7 @@ def analyse_video(path: str, *, plan: SamplingPlan | None = None, face: FaceDete
         with_cam: compute Grad-CAM of each scored track's most suspicious face.
         progress: called after each frame with (done, planned, elapsed seconds).
         should_stop: polled after each frame; True stops reading (the result says ``cancelled``).
+        profile: a calibration profile; scores of the detectors (and weights) it was fitted on are calibrated.
 
     Returns:
         A :class:`VideoAnalysis`; when the file breaks part-way it holds the frames that could be read.
@@ -234,16 +263,17 @@ def analyse_video(path: str, *, plan: SamplingPlan | None = None, face: FaceDete
     plan = plan or SamplingPlan()
     info = probe(path)
     stats = ReadStats()
-    planned = plan.frame_limit if not info.duration_s else min(
-        plan.frame_limit, max(1, int(info.duration_s * plan.fps) + 1) if plan.mode == "fps" else plan.frame_limit)
+    planned = (len(target_times(info.duration_s, plan.fps, plan.frame_limit))
+               if plan.mode == "fps" and info.duration_s else plan.frame_limit)
     interval = 1.0 / plan.fps if plan.mode == "fps" else max(1.0, (info.duration_s or 0) / plan.frame_limit)
-    stage = _FaceStage(face, max_gap_s=max(2.5 * interval, 1.0))
+    calibration = _Calibration(profile)
+    stage = _FaceStage(face, max_gap_s=max(2.5 * interval, 1.0), calibration=calibration)
     frames: list[FrameRecord] = []
     notes: list[str] = []
     cancelled = False
     for fr in sample_frames(path, info, plan, stats):
         faces = stage.run(fr.index, fr.t, fr.image)
-        scores = _score_frame(detectors, fr.image, notes)
+        scores = _score_frame(detectors, fr.image, notes, calibration)
         frames.append(FrameRecord(index=fr.index, t=fr.t, size=fr.image.size, faces=faces, scores=scores,
                                   thumb_jpeg=_jpeg(fr.image, THUMB_SIDE)))
         if progress is not None:
@@ -252,6 +282,7 @@ def analyse_video(path: str, *, plan: SamplingPlan | None = None, face: FaceDete
             cancelled = True
             break
     tracks = stage.summaries(with_cam)
+    notes = list(calibration.notes.values()) + notes
     keys = [d.spec.key for d in detectors]
     assessment = assess_video(frames=[(f.t, f.scores) for f in frames], tracks=tracks, detectors=keys,
                               face_scored=face is not None, stats=stats, cancelled=cancelled)
@@ -260,4 +291,24 @@ def analyse_video(path: str, *, plan: SamplingPlan | None = None, face: FaceDete
                          elapsed_s=time.perf_counter() - t0, cancelled=cancelled, notes=notes)
 
 
-__all__ = ["analyse_video", "VideoAnalysis", "FrameRecord", "FaceInFrame", "TrackSummary", "CAVEAT"]
+def split_detectors(detectors: Sequence[Detector]) -> tuple[FaceDetector | None, list[Detector]]:
+    """Separate the face classifier (scores face crops) from the whole-frame detectors."""
+    faces = [d for d in detectors if isinstance(d, FaceDetector)]
+    return (faces[0] if faces else None), [d for d in detectors if not isinstance(d, FaceDetector)]
+
+
+def default_detector_keys() -> list[str]:
+    """The installed variant of every detector (FACE included when its weights are installed)."""
+    return [s.key for s in installed_variants()]
+
+
+__all__ = [
+    "CAVEAT",
+    "FaceInFrame",
+    "FrameRecord",
+    "TrackSummary",
+    "VideoAnalysis",
+    "analyse_video",
+    "default_detector_keys",
+    "split_detectors",
+]

@@ -74,7 +74,7 @@ def _bad(path: str, why: str) -> BadVideo:
     return BadVideo(Path(path).name or path, why)
 
 
-def _open(path: str) -> "av.container.InputContainer":
+def _open(path: str) -> av.container.InputContainer:
     size = _check_size(path)
     del size
     try:
@@ -108,7 +108,7 @@ def _check_size(path: str) -> int:
     return size
 
 
-def _duration(container: "av.container.InputContainer", stream: "av.video.stream.VideoStream") -> float | None:
+def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
     if stream.duration and stream.time_base:
         d = float(stream.duration * stream.time_base)
     elif container.duration:
@@ -118,7 +118,7 @@ def _duration(container: "av.container.InputContainer", stream: "av.video.stream
     return d if math.isfinite(d) and d > 0 else None
 
 
-def _rotation(stream: "av.video.stream.VideoStream") -> int:
+def _rotation(stream: av.video.stream.VideoStream) -> int:
     raw = (stream.metadata or {}).get("rotate")
     try:
         return int(float(raw)) % 360 if raw else 0
@@ -150,7 +150,7 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
     return info
 
 
-def _to_image(frame: "av.VideoFrame", rotation: int) -> Image.Image:
+def _to_image(frame: av.VideoFrame, rotation: int) -> Image.Image:
     img = frame.to_image()
     if img.mode != "RGB":
         img = img.convert("RGB")
@@ -174,8 +174,8 @@ class FrameReader:
         self.path, self.info, self.stats = path, info, stats
         self._deadline = time.monotonic() + settings.video_decode_seconds()
 
-    def _frames(self, container: "av.container.InputContainer", stream: "av.video.stream.VideoStream",
-                ) -> Iterator["av.VideoFrame"]:
+    def _frames(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                ) -> Iterator[av.VideoFrame]:
         """Decoded frames from the current position; corrupt packets are counted and skipped."""
         for packet in container.demux(stream):
             if time.monotonic() > self._deadline:
@@ -193,7 +193,7 @@ class FrameReader:
                 self.stats.frames_decoded += 1
                 yield frame
 
-    def _frame_ok(self, frame: "av.VideoFrame") -> bool:
+    def _frame_ok(self, frame: av.VideoFrame) -> bool:
         if frame.width * frame.height > settings.max_video_pixels():
             self.stats.stopped = (f"a frame is {frame.width}×{frame.height}, over the "
                                   f"{settings.max_video_pixels():,}-pixel limit")
@@ -201,7 +201,7 @@ class FrameReader:
         return True
 
     @staticmethod
-    def _time(frame: "av.VideoFrame", fallback: float) -> float:
+    def _time(frame: av.VideoFrame, fallback: float) -> float:
         t = frame.time
         return float(t) if t is not None and math.isfinite(t) else fallback
 
@@ -213,7 +213,7 @@ class FrameReader:
         except av.FFmpegError as exc:
             self.stats.stopped = f"the file broke off ({exc.strerror or type(exc).__name__})"
 
-    def _at_times(self, container: "av.container.InputContainer", times: list[float]) -> Iterator[SampledFrame]:
+    def _at_times(self, container: av.container.InputContainer, times: list[float]) -> Iterator[SampledFrame]:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         t_limit = settings.max_video_seconds()
@@ -233,8 +233,8 @@ class FrameReader:
             yield SampledFrame(index=self.stats.frames_read, t=last_t, image=_to_image(frame, self.info.rotation))
             self.stats.frames_read += 1
 
-    def _seek(self, container: "av.container.InputContainer", stream: "av.video.stream.VideoStream",
-              target: float) -> Iterator["av.VideoFrame"]:
+    def _seek(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+              target: float) -> Iterator[av.VideoFrame]:
         if target > SEEK_GAP_S and stream.time_base:
             try:
                 # backward=True lands on the keyframe at or before the target; decoding then runs forward to it.
@@ -243,8 +243,8 @@ class FrameReader:
                 self.stats.notes.append(f"seeking to {target:.2f} s failed; decoding forward instead")
         return self._frames(container, stream)
 
-    def _advance(self, it: Iterator["av.VideoFrame"], target: float,
-                 last_t: float) -> tuple["av.VideoFrame | None", float]:
+    def _advance(self, it: Iterator[av.VideoFrame], target: float,
+                 last_t: float) -> tuple[av.VideoFrame | None, float]:
         for n, frame in enumerate(it):
             t = self._time(frame, last_t)
             if t + 1e-6 >= target and t > last_t:
@@ -289,4 +289,4 @@ def read_frame_at(path: str | os.PathLike[str], t: float) -> SampledFrame:
     raise _bad(str(path), f"has no readable frame at {t:.2f} s.")
 
 
-__all__ = ["VideoInfo", "SampledFrame", "ReadStats", "FrameReader", "probe", "read_frame_at", "SEEK_GAP_S"]
+__all__ = ["SEEK_GAP_S", "FrameReader", "ReadStats", "SampledFrame", "VideoInfo", "probe", "read_frame_at"]

@@ -80,4 +80,4 @@ def sample_frames(path: str, info: VideoInfo, plan: SamplingPlan, stats: ReadSta
         yield from reader.at_times(target_times(info.duration_s, plan.fps, limit))
 
 
-__all__ = ["SamplingPlan", "target_times", "sample_frames", "DEFAULT_FPS", "DEFAULT_MAX_FRAMES"]
+__all__ = ["DEFAULT_FPS", "DEFAULT_MAX_FRAMES", "SamplingPlan", "sample_frames", "target_times"]

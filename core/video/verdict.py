@@ -139,4 +139,4 @@ def assess_video(*, frames: Sequence[tuple[float, Mapping[str, float]]], tracks:
     return VideoAssessment("inconclusive", None, None, tuple(notes) + ("no detector ran on the frames",))
 
 
-__all__ = ["VideoAssessment", "assess_video", "MIN_FRAMES", "MIN_TRACK_FRAMES"]
+__all__ = ["MIN_FRAMES", "MIN_TRACK_FRAMES", "VideoAssessment", "assess_video"]

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -91,4 +93,65 @@ def cut(size: tuple[int, int] = (320, 240), side: int = 110) -> Scene:
     return draw
 
 
-__all__ = ["face", "background", "write_video", "panned", "no_face", "cut", "FACES"]
+def write_vfr(path: Path, scene: Scene, gaps_ms: Sequence[int], size: tuple[int, int] = (320, 240)) -> Path:
+    """A variable-frame-rate video: frame k is shown ``gaps_ms[k - 1]`` ms after frame k - 1."""
+    n = len(gaps_ms) + 1
+    with av.open(str(path), mode="w") as out:
+        st = out.add_stream("mpeg4", rate=25)
+        st.width, st.height = size
+        st.pix_fmt = "yuv420p"
+        st.codec_context.time_base = Fraction(1, 1000)
+        pts = 0
+        for k in range(n):
+            frame = av.VideoFrame.from_image(scene(k, n))
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for pkt in st.encode(frame):
+                out.mux(pkt)
+            pts += gaps_ms[k] if k < len(gaps_ms) else 0
+        for pkt in st.encode():
+            out.mux(pkt)
+    return path
+
+
+def write_audio_only(path: Path) -> Path:
+    """An mp4 holding one second of silent AAC audio and no video stream."""
+    with av.open(str(path), mode="w") as out:
+        st = out.add_stream("aac", rate=16000)
+        for i in range(16):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for pkt in st.encode(frame):
+                out.mux(pkt)
+        for pkt in st.encode():
+            out.mux(pkt)
+    return path
+
+
+def patch_box(data: bytes, tag: bytes, offset: int, fmt: str, *values: int) -> bytes:
+    """Overwrite ``struct`` ``fmt`` values at ``offset`` bytes after the first ``tag`` (a header field that lies)."""
+    out = bytearray(data)
+    i = out.index(tag) + offset
+    out[i:i + struct.calcsize(fmt)] = struct.pack(fmt, *values)
+    return bytes(out)
+
+
+def garble(data: bytes, start: int, n: int, seed: int = 0) -> bytes:
+    """``n`` random bytes written over ``data`` from ``start`` (corrupt frames mid-stream)."""
+    out = bytearray(data)
+    out[start:start + n] = np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+    return bytes(out)
+
+
+__all__ = [
+    "FACES",
+    "background",
+    "cut",
+    "face",
+    "garble",
+    "no_face",
+    "panned",
+    "patch_box",
+    "write_audio_only",
+    "write_vfr",
+    "write_video",
+]

@@ -1,0 +1,168 @@
+"""Video page helpers: the Plotly timeline (pure), the analysis run with progress/ETA/cancel, gallery and frame view."""
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.errors import BadVideo, DeepfakeLensError
+from core.models.detectors.face import FaceDetector
+from core.style import PALETTE
+from core.video.analyse import CAVEAT, VideoAnalysis, analyse_video, split_detectors
+from core.video.reader import read_frame_at
+from core.video.report import frame_with_boxes, timeline_series, write_outputs
+from core.video.sampling import SamplingPlan
+from ui.figures import draw_boxes, heat_overlay
+from ui.models import availability, chosen_keys, get_detector
+
+VIDEO_TYPES = ["mp4", "mov", "webm", "mkv", "avi", "gif"]
+
+
+def timeline_figure(a: VideoAnalysis) -> go.Figure:
+    """P(fake) over time: one line per scored face track and per whole-frame detector, plus track presence bars.
+
+    Each point's ``customdata`` is its sampled-frame index, so a click selects that frame. Unscored tracks (no FACE
+    weights) appear only as presence bars under the chart.
+    """
+    fig = go.Figure()
+    index_at = {fr.t: fr.index for fr in a.frames}
+    for k, (name, xs, ys) in enumerate(timeline_series(a)):
+        idx = [index_at.get(x, -1) for x in xs]
+        fig.add_trace(go.Scatter(
+            x=xs, y=[None if y is None or not math.isfinite(y) else y for y in ys], mode="lines+markers", name=name,
+            line={"color": PALETTE[k % len(PALETTE)], "dash": "solid" if name.startswith("face") else "dot"},
+            customdata=idx, hovertemplate=f"{name}<br>t=%{{x:.2f}} s · frame %{{customdata}}<br>P(fake)=%{{y:.3f}}"
+                                          "<extra></extra>"))
+    for tr in a.tracks:
+        fig.add_trace(go.Scatter(
+            x=[tr.first_t, tr.last_t], y=[-0.06 - 0.04 * (tr.id % 4)] * 2, mode="lines+markers",
+            name=f"track {tr.id} seen", line={"color": PALETTE[tr.id % len(PALETTE)], "width": 6},
+            customdata=[tr.best_frame, tr.best_frame], showlegend=not tr.scored,
+            hovertemplate=f"track {tr.id}: {tr.first_t:.2f}–{tr.last_t:.2f} s, {tr.n_frames} frames"
+                          "<extra></extra>"))
+    fig.add_hline(y=0.5, line_dash="dash", line_color="#374151")
+    fig.update_layout(xaxis_title="time (s)", yaxis_title="P(fake)", yaxis_range=[-0.25, 1.02], height=380,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": 1.12},
+                      clickmode="event+select")
+    return fig
+
+
+def _save_upload(name: str, data: bytes) -> Path:
+    """Write the upload once per content into this session's temp folder (the reader needs a seekable file)."""
+    folder = st.session_state.get("video.tmpdir")
+    if folder is None or not Path(folder).is_dir():
+        folder = tempfile.mkdtemp(prefix="deepfake-lens-video-")
+        st.session_state["video.tmpdir"] = folder
+    path = Path(folder) / (hashlib.sha256(data).hexdigest()[:16] + Path(name).suffix.lower())
+    if not path.exists():
+        path.write_bytes(data)
+    return path
+
+
+def ready_keys() -> tuple[list[str], list[str]]:
+    """(installed whole-frame detector keys, FACE key(s) installed) from the sidebar's variant choice."""
+    keys = [k for k in chosen_keys() if availability(k).ready]
+    return [k for k in keys if not k.startswith("FACE:")], [k for k in keys if k.startswith("FACE:")]
+
+
+def run_analysis(name: str, data: bytes, plan: SamplingPlan, keys: list[str], use_face: bool) -> None:
+    """Analyse with a progress bar (frames, ETA) and a Cancel button; the result goes to session state."""
+    path = _save_upload(name, data)
+    dets = [d for d in (get_detector(k)[0] for k in keys) if d is not None]
+    face, others = split_detectors(dets)
+    face = face if use_face else None
+    bar = st.progress(0.0, text="reading the video…")
+    st.session_state["video.cancel"] = False
+    st.button("Cancel", key="video.cancel_btn", on_click=lambda: st.session_state.update({"video.cancel": True}))
+
+    def progress(done: int, planned: int, elapsed: float) -> None:
+        eta = elapsed / done * (planned - done)
+        bar.progress(min(1.0, done / planned), text=f"frame {done} of {planned} · {elapsed:.0f} s · ETA {eta:.0f} s")
+
+    try:
+        a = analyse_video(str(path), plan=plan, face=face, detectors=others, progress=progress,
+                          should_stop=lambda: bool(st.session_state.get("video.cancel")))
+    except DeepfakeLensError as exc:
+        st.session_state["video.error"] = str(exc.why if isinstance(exc, BadVideo) else exc)
+        st.session_state["video.analysis"] = None
+        bar.empty()
+        return
+    st.session_state["video.error"] = None
+    st.session_state["video.analysis"] = (name, str(path), a)
+    bar.empty()
+
+
+def render_headline(a: VideoAnalysis) -> None:
+    """The graded verdict, its reasons and the reading summary."""
+    s = a.assessment
+    box = {"fake": st.error, "real": st.success}.get(s.direction or "", st.warning)
+    p = "—" if s.p_fake is None or not math.isfinite(s.p_fake) else f"{s.p_fake:.2f}"
+    box(f"**{s.headline}** · P(fake) {p}\n\n" + "\n".join(f"- {r}" for r in s.reasons))
+    st.caption(f"{a.stats.frames_read} frames read ({a.plan.describe()}), {len(a.tracks)} face track(s), "
+               f"{a.elapsed_s:.1f} s. " + ("" if a.face_classifier else
+                                           "FACE weights not installed: faces are found and tracked, not scored."))
+    if a.detectors:
+        st.warning(CAVEAT)
+    if a.stats.stopped:
+        st.info(f"Reading stopped early: {a.stats.stopped}.")
+
+
+def render_gallery(a: VideoAnalysis) -> None:
+    """One column per track: face crop, its Grad-CAM (when scored), and the numbers."""
+    if not a.tracks:
+        st.info("No face was found in any sampled frame.")
+        return
+    cols = st.columns(min(4, len(a.tracks)))
+    for k, tr in enumerate(a.tracks):
+        with cols[k % len(cols)]:
+            img = heat_overlay(tr.thumbnail, tr.heatmap) if tr.heatmap is not None else tr.thumbnail
+            p = f"mean {tr.p_mean:.2f}, max {tr.p_max:.2f}, {tr.share_above:.0%} > {tr.threshold:g}" \
+                if tr.scored else "not scored"
+            st.image(img, caption=f"Track {tr.id} · {tr.first_t:.1f}–{tr.last_t:.1f} s · {tr.n_frames} frames · {p}")
+
+
+def render_frame(a: VideoAnalysis, path: str, index: int) -> None:
+    """The chosen sampled frame at full size with its face boxes, and Grad-CAM of its faces when FACE is loaded."""
+    fr = next((f for f in a.frames if f.index == index), a.frames[0])
+    try:
+        image = read_frame_at(path, fr.t).image
+    except BadVideo:
+        st.image(frame_with_boxes(fr), caption=f"frame {fr.index} at {fr.t:.2f} s (thumbnail)")
+        return
+    labels = [f"T{f.track}" + ("" if not math.isfinite(f.p_fake) else f" {f.p_fake:.2f}") for f in fr.faces]
+    colours = [PALETTE[f.track % len(PALETTE)] for f in fr.faces]
+    shown = draw_boxes(image, [f.box for f in fr.faces], labels, colours)
+    face_key = a.face_classifier
+    det = get_detector(face_key)[0] if face_key else None
+    if isinstance(det, FaceDetector) and fr.faces:
+        shown = heat_overlay(shown, det.explain(image).heatmap)
+    scores = ", ".join(f"{k} {v:.2f}" for k, v in fr.scores.items() if math.isfinite(v))
+    st.image(shown, caption=f"frame {fr.index} at {fr.t:.2f} s" + (f" · {scores}" if scores else ""))
+
+
+def render_downloads(a: VideoAnalysis, name: str) -> None:
+    """video.json, timeline.csv and report.html as downloads."""
+    out = Path(st.session_state.get("video.tmpdir") or tempfile.mkdtemp()) / f"out-{int(time.time() * 1000)}"
+    paths = write_outputs(a, out, name)
+    cols = st.columns(3)
+    for col, (kind, mime) in zip(cols, [("json", "application/json"), ("csv", "text/csv"), ("html", "text/html")]):
+        with col:
+            st.download_button(paths[kind].name, paths[kind].read_bytes(), file_name=paths[kind].name, mime=mime,
+                               key=f"video.dl.{kind}")
+
+
+__all__ = [
+    "VIDEO_TYPES",
+    "ready_keys",
+    "render_downloads",
+    "render_frame",
+    "render_gallery",
+    "render_headline",
+    "run_analysis",
+    "timeline_figure",
+]
