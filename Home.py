@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.analysis import current_ensemble, ensemble_keys, run_detectors, stored
-from ui.figures import ensemble_bar, p_fake_gauge_text
-from ui.forensics_views import ensemble_doubts, render_reasons
+from ui.analysis import ensemble_keys, run_detectors, stored
+from ui.figures import ensemble_bar
 from ui.state import init_state
 from ui.status import status_table
+from ui.verdict import current_assessment, render_headline
 from ui.widgets import image_input, sidebar_settings
 
 st.set_page_config(page_title="Deepfake Lens", page_icon=":material/search:", layout="wide")
@@ -18,8 +18,9 @@ st.title("Deepfake Lens")
 st.markdown(
     "Deepfake Lens tells you whether an image is more likely **camera-made or AI-generated**, and whether a "
     "**face was swapped**. It runs five published detectors (CLIP-D, R50_TF, R50_nodown, P2G, NPR) and a face "
-    "classifier on CPU, each exactly as its paper's code, and combines them in a weighted vote. Every number comes "
-    "with what the model saw, so you can judge how far to trust it."
+    "classifier on CPU, each exactly as its paper's code, and gives a **graded assessment** — strong, moderate or "
+    "weak evidence, or inconclusive — with its reasons. Every number comes with what the model saw, so you can "
+    "judge how far to trust it."
 )
 
 st.subheader("Detectors")
@@ -49,22 +50,17 @@ if picked is not None:
         elif st.button(f"Analyse with the {len(keys)} installed detector(s)", type="primary", key="home.run"):
             run_detectors(cur, img, keys)
         if stored(cur.sha256):
-            ens, results = current_ensemble(cur.sha256)
-            colour = {"FAKE": "red", "REAL": "green", "UNCERTAIN": "orange"}[ens.verdict]
-            st.markdown(f"### Ensemble verdict: :{colour}[{ens.verdict}]")
-            c1, c2, c3 = st.columns(3)
-            c1.metric("Weighted confidence", p_fake_gauge_text(ens.confidence))
-            c2.metric("Mean-logit fusion P(fake)", p_fake_gauge_text(ens.p_mean_logit))
-            c3.metric("Soft-OR P(fake)", p_fake_gauge_text(ens.p_soft_or))
-            st.write(ens.explanation)
-            render_reasons(ensemble_doubts(cur, ens, results))
+            assessment, ens, results = current_assessment(cur)
+            render_headline(assessment, ens)
             if ens.votes:
                 st.plotly_chart(ensemble_bar(ens), key="home.chart")
             face = stored(cur.sha256).get(face_key) if face_key else None
             if face is not None:
-                st.write(f"**Faces:** {len(face.faces)} found; most suspicious face P(fake) {face.p_fake:.2f} "
-                         f"({face.label}) — see Face Grad-CAM." if face.ok else "**Faces:** no face found.")
-            st.page_link("pages/2_Ensemble.py", label="Details, weights and fusions → Ensemble", icon=":material/balance:")
+                st.write(f"**Faces** (face-swap classifier, no vote above): {len(face.faces)} found; most "
+                         f"suspicious face P(fake) {face.p_fake:.2f} ({face.label}) — see Face Grad-CAM."
+                         if face.ok else "**Faces:** no face found, so the face-swap classifier says nothing here.")
+            st.page_link("pages/2_Ensemble.py", label="Details, rules and the vote → Ensemble",
+                         icon=":material/balance:")
 
 with st.expander("Limits — read before trusting a verdict"):
     st.markdown(
@@ -73,5 +69,7 @@ with st.expander("Limits — read before trusting a verdict"):
         "NPR's fake recall falls to about 0 after sharing. Prefer the original file.\n"
         "- Heatmaps (Grad-CAM) show where a model looked, not which pixels were manipulated.\n"
         "- Large images are centre-cropped to 1024×1024 for the full-resolution detectors; the crop is shown.\n"
+        "- No detector is calibrated out of the box: a probability is shown only with a calibration profile "
+        "fitted on your own labelled images (`python -m core calibrate`).\n"
         "- A verdict is evidence, not proof: combine it with provenance and context."
     )

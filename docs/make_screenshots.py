@@ -47,7 +47,7 @@ def main() -> None:
             page.get_by_text("Analyse an image").wait_for(timeout=60_000)
             pick_example("Coffee (camera photo)")
             page.get_by_role("button", name="Analyse with").click()
-            page.get_by_text("Ensemble verdict:").wait_for(timeout=120_000)
+            page.get_by_text("Weighted vote of the original app").wait_for(timeout=120_000)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(OUT / "home.png"), full_page=False)
 

@@ -13,6 +13,7 @@ from ui.figures import draw_boxes, heat_overlay, p_fake_gauge_text
 from ui.forensics_views import render_probe, render_reasons, result_doubts
 from ui.models import apply_threads, availability, get_detector, variants_of
 from ui.state import init_state
+from ui.verdict import render_calibrated
 from ui.widgets import image_input, sidebar_settings
 
 st.set_page_config(page_title="Single detector · Deepfake Lens", page_icon=":material/biotech:", layout="wide")
@@ -78,6 +79,7 @@ with right:
     st.markdown(f"**Model input:** {res.input_size[0]}×{res.input_size[1]}"
                 f"{' (resampled)' if res.resized else ' (no resampling)'}  \n**Preprocessing:** {res.preprocessing}")
     st.caption(f"Weights sha256: `{res.weights_sha256}`")
+    render_calibrated(res)
     render_reasons(result_doubts(cur, res))
     st.download_button("Download result (JSON)", json.dumps(res.to_dict(), indent=1), f"{spec.key}.json",
                        "application/json", key="single.download")

@@ -1,14 +1,17 @@
-"""Ensemble: every installed detector on one image, the seed's weighted vote, fusions, editable weights."""
+"""Ensemble: every installed detector on one image; the graded assessment, then the original app's weighted vote."""
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 import streamlit as st
 
 from core.verdict.ensemble import load_config
-from ui.analysis import current_ensemble, ensemble_keys, run_detectors, stored
-from ui.figures import ensemble_bar, p_fake_gauge_text
-from ui.forensics_views import ensemble_doubts, render_probe, render_reasons
+from ui.analysis import ensemble_keys, run_detectors, stored
+from ui.figures import ensemble_bar, vote_table
+from ui.forensics_views import render_probe
 from ui.state import init_state
+from ui.verdict import current_assessment, render_headline, rule_picker
 from ui.widgets import image_input, persistent, sidebar_settings
 
 st.set_page_config(page_title="Ensemble · Deepfake Lens", page_icon=":material/balance:", layout="wide")
@@ -26,6 +29,7 @@ def _reset() -> None:
 st.session_state.setdefault("ensemble.vote_threshold", float(defaults.vote_threshold))
 with st.sidebar:
     st.markdown("### Ensemble rule")
+    rule_picker()
     persistent(st.slider, "Vote threshold", "ensemble.vote_threshold", min_value=0.5, max_value=0.99, step=0.01,
                help="A detector votes only when its confidence in its own verdict exceeds this.")
     weights = {}
@@ -35,16 +39,18 @@ with st.sidebar:
                                      max_value=1.0, step=0.05)
     st.session_state["ensemble.weights"] = weights
     st.caption(f"Sum of weights: **{sum(weights.values()):.2f}** (only ratios matter; missing detectors are "
-               "left out and the rest renormalised)")
-    st.button("Reset to configs/ensemble.yaml", on_click=_reset, key="reset.ensemble")
+               "left out and the rest renormalised). The weights act on the original app's vote.")
+    st.button("Reset to the configuration files", on_click=_reset, key="reset.ensemble")
 
 st.title("Ensemble")
-st.caption("The seed's rule, unchanged: each detector's confidence in its own verdict (p_fake if it says fake, "
-           "1 − p_fake if real) votes only above the vote threshold; a vote adds weight × confidence to its side; "
-           "the larger side wins and a tie is UNCERTAIN. Mean-logit and soft-OR fusions are shown beside it.")
+st.caption("The headline is a graded assessment: strong, moderate or weak evidence, or inconclusive, with the "
+           "reasons that set it (too few confident detectors, a split, a tiny or recompressed image, a detector "
+           "outside what it was trained for). Beneath it, the original app's weighted vote, unchanged: each "
+           "detector's confidence in its own verdict votes only above the vote threshold; a vote adds weight × "
+           "confidence to its side; the larger side wins and a tie is UNCERTAIN.")
 keys, missing = ensemble_keys()
 if missing:
-    st.info("Not installed, excluded from the vote: " + ", ".join(f"{d} ({why})" for d, why in missing.items()))
+    st.info("Not installed, left out: " + ", ".join(f"{d} ({why})" for d, why in missing.items()))
 picked = image_input("ensemble")
 if picked is None:
     st.stop()
@@ -59,24 +65,19 @@ with c_res:
         run_detectors(cur, img, keys)
     if not stored(cur.sha256):
         st.stop()
-    ens, results = current_ensemble(cur.sha256)
-    colour = {"FAKE": "red", "REAL": "green", "UNCERTAIN": "orange"}[ens.verdict]
-    st.markdown(f"## :{colour}[{ens.verdict}]")
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Weighted confidence", p_fake_gauge_text(ens.confidence))
-    m2.metric("Votes fake / real", f"{ens.votes_fake:.2f} / {ens.votes_real:.2f}")
-    m3.metric("Mean-logit P(fake)", p_fake_gauge_text(ens.p_mean_logit))
-    m4.metric("Soft-OR P(fake)", p_fake_gauge_text(ens.p_soft_or))
+    assessment, ens, results = current_assessment(cur)
+    render_headline(assessment, ens)
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Votes fake / real", f"{ens.votes_fake:.2f} / {ens.votes_real:.2f}")
+    m2.metric("Detectors that voted", f"{ens.n_voted} of {len(ens.votes)}")
+    m3.metric("Mean logit (uncalibrated)", "n/a" if math.isnan(ens.mean_logit) else f"{ens.mean_logit:+.2f}",
+              help="The weighted mean of raw logits on different scales: a score, not a probability.")
     st.write(ens.explanation)
-    render_reasons(ensemble_doubts(cur, ens, results))
-    for line in ens.excluded:
-        st.caption(line)
+    if ens.excluded:
+        with st.expander(f"Left out of the vote ({len(ens.excluded)})"):
+            st.markdown("\n".join(f"- {line}" for line in ens.excluded))
 if ens.votes:
     st.plotly_chart(ensemble_bar(ens), key="ensemble.chart")
-    st.dataframe(pd.DataFrame([{
-        "detector": v.detector_id, "variant": v.variant, "verdict": v.label, "p_fake": round(v.p_fake, 4),
-        "logit": round(v.logit, 4), "confidence": round(v.score, 4), "votes": v.voted, "weight": v.weight,
-        "effective weight": round(v.effective_weight, 3), "time (s)": round(v.elapsed_s, 2)} for v in ens.votes]),
-        hide_index=True, key="ensemble.table")
+    st.dataframe(pd.DataFrame(vote_table(ens, assessment)), hide_index=True, key="ensemble.table")
     with st.expander("Robustness probe — does the verdict survive recompression, resizing, blur?"):
         render_probe(cur, img, keys, key_prefix="ensemble")

@@ -16,7 +16,9 @@ init_state()
 sidebar_settings()
 st.title("Face Grad-CAM")
 st.caption("MTCNN finds every face; each face is classified as swapped (fake) or real by an InceptionResnetV1 "
-           "trained on FaceForensics++ crops, and Grad-CAM shows which parts of the face drove the score.")
+           "trained on FaceForensics++ crops, and Grad-CAM shows which parts of the face drove the score. Two "
+           "different numbers appear below: the **face detection confidence** (how sure MTCNN is that a box holds "
+           "a face) and **P(fake)** (the classifier's score that the face was swapped).")
 
 key = variant_choice("FACE")
 av = availability(key)
@@ -33,22 +35,26 @@ if not faces:
     st.info("No face found in this image.")
     st.stop()
 scored = score_faces(key, cur.sha256, img) if av.ready else None
-threshold = st.slider("Verdict threshold on P(fake)", 0.05, 0.95, float(get_spec(key).threshold), 0.05,
-                      key="face.threshold")
+# the P(fake) threshold exists only where there is a P(fake): never beside detection confidences alone
+threshold = st.slider("Verdict threshold on P(fake) (face swapped)", 0.05, 0.95, float(get_spec(key).threshold),
+                      0.05, key="face.threshold") if scored else None
 colours = []
 labels = []
 for f in (scored.faces if scored else faces):
     if scored:
         fake = f.p_fake > threshold
         colours.append("#dc2626" if fake else "#16a34a")
-        labels.append(f"#{f.index} {'FAKE' if fake else 'real'} {f.p_fake:.2f}")
+        labels.append(f"#{f.index} P(fake) {f.p_fake:.2f} {'FAKE' if fake else 'real'}")
     else:
         colours.append("#facc15")
-        labels.append(f"#{f.index} p={f.detection_prob:.2f}")
+        labels.append(f"#{f.index} face detection confidence {f.detection_prob:.2f}")
 st.markdown(f"**{len(faces)} face(s) found** in {cur.name} ({img.width}×{img.height})")
 st.image(draw_boxes(img, [f.box for f in (scored.faces if scored else faces)], labels, colours),
-         caption="Boxes: MTCNN detections, numbered; colour = verdict at the threshold above", width="stretch")
+         caption=("Boxes: faces found by MTCNN, numbered; label and colour = P(fake) and the verdict at the "
+                  "threshold above" if scored else "Boxes: faces found by MTCNN, numbered"), width="stretch")
 if scored is None:
+    st.caption("The numbers on the boxes are each face's face detection confidence (not P(fake)): whether a "
+               "face was swapped needs the classifier's weights.")
     st.stop()
 opacity = st.slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="face.opacity")
 cols = st.columns(4)
@@ -56,7 +62,7 @@ for i, f in enumerate(scored.faces):
     with cols[i % len(cols)]:
         crop = img.crop(f.crop_box)
         st.image(heat_overlay(crop, f.heatmap, opacity) if f.heatmap is not None else crop,
-                 caption=f"face #{f.index} · MTCNN confidence {f.detection_prob:.3f}", width="stretch")
+                 caption=f"face #{f.index} · face detection confidence {f.detection_prob:.3f}", width="stretch")
         if f.heatmap is not None and float(f.heatmap.max()) == 0.0:
             st.caption("Empty map: nothing in this face pushed the model towards 'fake'.")
         verdict = "FAKE" if f.p_fake > threshold else "REAL"

@@ -6,6 +6,7 @@ import streamlit as st
 from core.evaluation.datasets import from_examples
 from ui import evaluation as ev
 from ui.state import init_state
+from ui.verdict import apply_profile_to_evaluation, profile_summary
 from ui.widgets import sidebar_settings
 
 st.set_page_config(page_title="Evaluation · Deepfake Lens", page_icon=":material/analytics:", layout="wide")
@@ -25,7 +26,7 @@ st.markdown(
 
 keys = ev.detector_picker()
 c1, c2 = st.columns([3, 1])
-use_ensemble = c1.checkbox("Add the ensemble (the seed's weighted vote of the chosen detectors)", value=True,
+use_ensemble = c1.checkbox("Add the weighted vote of the original app over the chosen detectors", value=True,
                            key="eval.use_ensemble", disabled=len(keys) < 2)
 batch_size = int(c2.number_input("Batch size", 1, 64, 8, key="eval.batch_size"))
 ensemble = use_ensemble and len(keys) >= 2
@@ -47,7 +48,9 @@ if dataset is not None and not can_run:
 if st.button("Run evaluation", key="eval.start", type="primary", disabled=not can_run):
     ev.start(ev.Job(dataset, () if only_csv else tuple(keys), ensemble and not only_csv, external, batch_size))
 
+apply_profile_to_evaluation()       # the sidebar's calibration profile adds calibrated and stacked columns
 run = st.session_state.get("eval.result")
 if run is not None:
+    profile_summary()
     st.divider()
     ev.render_results(run)

@@ -6,8 +6,9 @@ import streamlit as st
 from core.errors import DeepfakeLensError
 from core.models import weights as W
 from core.models.registry import list_specs
-from ui.model_admin import import_upload, status_frame
+from ui.model_admin import import_upload
 from ui.state import init_state
+from ui.status import status_table
 from ui.widgets import sidebar_settings
 
 st.set_page_config(page_title="Models · Deepfake Lens", page_icon=":material/inventory_2:", layout="wide")
@@ -17,7 +18,7 @@ st.title("Models and weights")
 st.caption(f"Weights folder: `{W.weights_dir()}` (set DEEPFAKE_LENS_WEIGHTS to move it). Every file is verified "
            "before it is installed: size and sha256 when known, a safe load that can never run code, and a strict "
            "fit to the architecture.")
-st.dataframe(status_frame(), hide_index=True, key="models.table")
+st.dataframe(status_table(every_variant=True), hide_index=True, key="models.table")
 
 st.subheader("Import the Truebees bundle")
 st.caption("The TrueFake-trained weights of all detectors come as one Google Drive bundle "

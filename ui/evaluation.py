@@ -321,7 +321,7 @@ def threshold_views() -> None:
             st.plotly_chart(F.confusion_figure(sr.overall, sr.source.name), width="stretch",
                             key=f"eval.cm.{n}")
     if E.ENSEMBLE_KEY in report.sources:
-        st.caption("The ensemble's matrix shows its weighted-vote verdict (the seed's rule, with UNCERTAIN as a "
+        st.caption("The ensemble's matrix shows the original app's weighted-vote verdict (with UNCERTAIN as a "
                    "third column), not the slider threshold; its curves use the weighted mean logit.")
     with st.expander("Score histograms per class"):
         hk = st.selectbox("Source", list(report.sources), key="eval.hist_source",

@@ -24,5 +24,5 @@ def score_faces(key: str, sha: str, image: Image.Image) -> DetectionResult | Non
     if det is None:
         return None
     with st.spinner("Scoring faces and computing Grad-CAM…"):
-        store[(key, sha)] = det.predict(image, with_cam=True)
+        store[(key, sha)] = det.predict_faces(image, with_cam=True)
     return store[(key, sha)]

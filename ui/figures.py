@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
+from core.verdict.assessment import Assessment
 from core.verdict.ensemble import EnsembleResult
 
 GREEN = "#16a34a"
@@ -16,7 +17,7 @@ GREY = "#9ca3af"
 
 
 def ensemble_bar(result: EnsembleResult) -> go.Figure:
-    """The seed's bar chart: each detector's confidence in its own verdict (green real, red fake), a dashed line at
+    """The original app's bar chart: each detector's confidence in its own verdict (green real, red fake), a dashed line at
     the vote threshold; hover shows p_fake, logit, weight and time."""
     votes = result.votes
     names = [f"{v.detector_id}" + ("" if v.variant == "original" else f" ({v.variant})") for v in votes]
@@ -35,6 +36,24 @@ def ensemble_bar(result: EnsembleResult) -> go.Figure:
     fig.update_layout(yaxis=dict(range=[0, 1.12], title="confidence in its own verdict"), xaxis_title=None,
                       height=360, margin=dict(l=10, r=10, t=30, b=10), showlegend=False)
     return fig
+
+
+def vote_table(result: EnsembleResult, assessment: Assessment | None = None) -> list[dict]:
+    """Rows of the Ensemble page's table: each detector's part in the original vote and in the assessment."""
+    voices = {v.key: v for v in (assessment.voices if assessment else ())}
+    rows = []
+    for v in result.votes:
+        voice = voices.get(f"{v.detector_id}:{v.variant}")
+        part = ("left out (see above)" if voice is None else
+                ("votes" if voice.voted else "scored, not confident enough to vote") +
+                (f" ×{voice.weight:g}" if voice.voted and assessment.rule != "vote" and voice.weight != 1 else ""))
+        rows.append({"detector": v.detector_id, "variant": v.variant, "verdict": v.label,
+                     "p_fake": round(v.p_fake, 4), "logit": round(v.logit, 4), "confidence": round(v.score, 4),
+                     "votes": v.voted, "weight": v.weight, "effective weight": round(v.effective_weight, 3),
+                     "assessment": part,
+                     "calibrated P(fake)": round(voice.p_fake, 4) if voice is not None and voice.calibrated else None,
+                     "time (s)": round(v.elapsed_s, 2)})
+    return rows
 
 
 def draw_boxes(image: Image.Image, boxes: Sequence[tuple[float, float, float, float]],

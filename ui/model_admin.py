@@ -1,28 +1,11 @@
-"""Models page helpers: status table and imports from uploads or server paths (uploads go through a temp file)."""
+"""Models page helpers: imports from uploads or server paths (uploads go through a temp file)."""
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
 from core.models import install
-from core.models import weights as W
-from core.models.registry import list_specs
 from core.models.specs import DetectorSpec
-
-
-def status_frame() -> pd.DataFrame:
-    """Every checkpoint of every variant with its state, sha256 and licence."""
-    rows = []
-    for spec in list_specs():
-        for part, ws in W.parts(spec):
-            st_ = W.status(spec, part)
-            rows.append({"detector": spec.id, "variant": spec.variant, "part": part, "file": ws.file,
-                         "status": "installed" if st_.state == "installed" else (
-                             "corrupt" if st_.state == "corrupt" else "weights not installed"),
-                         "sha256": (st_.sha256 or "")[:16], "licence": ws.licence or spec.card.licence})
-    return pd.DataFrame(rows)
 
 
 def import_upload(upload, server_path: str, spec: DetectorSpec | None, part: str):

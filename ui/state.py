@@ -13,6 +13,8 @@ DEFAULTS = {
     "analyse.image": None,          # ui.widgets.CurrentImage
     "analyse.results": {},          # image sha256 → {ID:variant → DetectionResult}
     "analyse.errors": {},           # image sha256 → {ID:variant → sentence}
+    "settings.profile": None,       # core.verdict.calibration.Profile chosen in the sidebar (None: uncalibrated)
+    "settings.profile_name": "none (uncalibrated)",
 }
 
 

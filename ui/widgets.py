@@ -1,4 +1,5 @@
-"""Widgets shared by pages: the image picker (upload or example) and the sidebar settings."""
+"""Widgets shared by pages: the image picker (upload or example) and the sidebar settings (device, threads, variants,
+calibration profile: ``settings.profile`` holds the chosen Profile or None, ``settings.profile_name`` its name)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,10 +9,12 @@ from dataclasses import dataclass
 import streamlit as st
 from PIL import Image
 
-from core.errors import BadImage
+from core import settings
+from core.errors import BadImage, ProfileError
 from core.examples import example_bytes, list_examples
 from core.io import load_image
 from core.models.registry import list_detectors
+from core.verdict.calibration import Profile, load_profile
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 
@@ -59,7 +62,8 @@ def image_input(page: str) -> tuple[CurrentImage, Image.Image] | None:
     try:
         img = _decode(cur.data)
     except BadImage as exc:
-        st.error(f"{cur.name}: {exc.why}")
+        st.error("This file cannot be read as an image:")
+        st.text(f"{cur.name}: {exc.why}")         # the name is the uploader's text: never rendered as Markdown
         return None
     return cur, img
 
@@ -108,3 +112,56 @@ def sidebar_settings() -> None:
                     if st.session_state[key] not in opts:
                         st.session_state[key] = opts[0]
                     chosen[det_id] = persistent(st.selectbox, det_id, key, options=opts)
+        profile_sidebar()
+
+
+# --------------------------------------------------------------------------------------------- calibration profile
+
+NO_PROFILE = "none (uncalibrated)"
+
+
+def current_profile() -> Profile | None:
+    """The calibration profile chosen in the sidebar (None: uncalibrated)."""
+    return st.session_state.get("settings.profile")
+
+
+def _saved_profiles() -> dict[str, str]:
+    folder = settings.profiles_dir()
+    try:
+        return {p.name: str(p) for p in sorted(folder.glob("*.json")) if p.is_file()}
+    except OSError:
+        return {}
+
+
+def profile_sidebar() -> None:
+    """Choose a saved profile (``DEEPFAKE_LENS_PROFILES``) or upload one; the choice is shared by every page."""
+    st.session_state.setdefault("settings.profile", None)
+    st.session_state.setdefault("settings.profile_name", NO_PROFILE)
+    with st.expander("Calibration profile"):
+        saved = _saved_profiles()
+        names = [NO_PROFILE] + list(saved) + ([st.session_state["settings.profile_name"]]
+                                             if st.session_state["settings.profile_name"] not in saved
+                                             and st.session_state["settings.profile_name"] != NO_PROFILE else [])
+        st.session_state.setdefault("settings.profile_pick", st.session_state["settings.profile_name"])
+        pick = persistent(st.selectbox, "Profile", "settings.profile_pick", options=names,
+                          help=f"Profiles made by `python -m core calibrate` in {settings.profiles_dir()}")
+        up = st.file_uploader("…or upload a profile (JSON)", type=["json"], key="settings.profile_upload")
+        try:
+            if up is not None and st.session_state.get("settings.profile_name") != f"{up.name} (uploaded)":
+                _use(load_profile(up.getvalue()), f"{up.name} (uploaded)")
+            elif up is None and pick != st.session_state["settings.profile_name"]:
+                _use(load_profile(saved[pick]) if pick in saved else None, pick if pick in saved else NO_PROFILE)
+        except ProfileError as exc:
+            st.error(str(exc))
+        prof = current_profile()
+        if prof is not None:
+            st.caption(f"In use: fitted on "
+                       f"{prof.provenance.get('n', '?')} images ({prof.provenance.get('n_real', '?')} real, "
+                       f"{prof.provenance.get('n_fake', '?')} fake), {prof.provenance.get('created', '')}. It "
+                       "applies only to the detector weights it was fitted on.")
+
+
+def _use(profile: Profile | None, name: str) -> None:
+    st.session_state["settings.profile"] = profile
+    st.session_state["settings.profile_name"] = name
+    st.session_state["settings.profile_pick"] = name

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
 import torch
@@ -57,22 +58,50 @@ def decided(tiny_config, weights_home):
     return tiny_config
 
 
-def test_home_upload_runs_installed_detectors_and_shows_verdict(decided):
+def _order(at: AppTest, *needles: str) -> list[int]:
+    """Position of the first markdown block containing each needle (AppTest lists elements in page order)."""
+    blocks = [str(m.value) for m in at.markdown]
+    return [next(i for i, b in enumerate(blocks) if n in b) for n in needles]
+
+
+def test_home_upload_shows_the_headline_above_the_original_vote(decided):
     at = _home()
-    at.file_uploader(key="home.upload").upload("x.png", png_bytes((64, 48)), "image/png").run()
+    at.file_uploader(key="home.upload").upload("x.png", png_bytes((96, 80)), "image/png").run()
     assert not at.exception
     at.button(key="home.run").click().run()
     assert not at.exception
-    assert "Ensemble verdict: :red[FAKE]" in _texts(at)
+    text = _texts(at)
+    assert ":orange[Inconclusive: the voting detectors are split evenly (1 fake, 1 real)]" in text
+    assert "Weighted vote of the original app: :red[FAKE], 2 of 2 detectors voted" in text
+    head, reasons, vote = _order(at, "Inconclusive:", "- the voting detectors are split evenly",
+                                 "Weighted vote of the original app")
+    assert head < vote and reasons < vote
+    assert not any(m.label.startswith(("Weighted confidence", "Soft-OR", "Mean-logit")) for m in at.metric)
+    assert "uncalibrated" in text
+
+
+def test_home_headline_with_agreeing_detectors_and_a_tiny_image(tiny_config, weights_home):
+    install_tiny_detectors(tiny_config, weights_home, {"TA": (0.6, 3.0), "TB": (0.4, 2.0)})
+    at = _home()
+    at.file_uploader(key="home.upload").upload("x.png", png_bytes((96, 80)), "image/png").run()
+    at.button(key="home.run").click().run()
+    text = _texts(at)
+    assert ":red[Moderate evidence of AI generation]" in text and "- 2 of 2 voting detectors say AI-generated" in text
+    assert "(96×80): few pixels carry the traces" in text
+    at.file_uploader(key="home.upload").upload("tiny.png", png_bytes((16, 16)), "image/png").run()
+    at.button(key="home.run").click().run()
+    assert ":orange[Inconclusive: the image is only 16×16 pixels" in _texts(at)
 
 
 def test_ensemble_weights_change_the_verdict_without_rerunning(decided):
     at = _home()
     at.switch_page("pages/2_Ensemble.py").run()
-    at.file_uploader(key="ensemble.upload").upload("x.png", png_bytes((64, 48)), "image/png").run()
+    at.file_uploader(key="ensemble.upload").upload("x.png", png_bytes((96, 80)), "image/png").run()
     at.button(key="ensemble.run").click().run()
     assert not at.exception
     assert ":red[FAKE]" in _texts(at)
+    head, vote = _order(at, "Inconclusive:", "Weighted vote of the original app")
+    assert head < vote
     table = _frame(at, "effective weight")
     assert set(table["detector"]) == {"TA", "TB"}
     results_before = dict(at.session_state["analyse.results"])
@@ -81,7 +110,7 @@ def test_ensemble_weights_change_the_verdict_without_rerunning(decided):
     assert ":green[REAL]" in _texts(at)
     assert at.session_state["analyse.results"] == results_before      # nothing was re-run
     at.switch_page("Home.py").run()                  # settings and results survive page switches
-    assert "Ensemble verdict: :green[REAL]" in _texts(at)
+    assert "Weighted vote of the original app: :green[REAL]" in _texts(at)
     at.switch_page("pages/2_Ensemble.py").run()
     assert at.number_input(key="ensemble.w.TA._w").value == 0.1 and ":green[REAL]" in _texts(at)
     at.button(key="reset.ensemble").click().run()
@@ -130,6 +159,9 @@ def test_face_page_finds_faces_without_classifier_weights():
     text = _texts(at)
     assert "weights not installed" in text and "1 face(s) found" in text
     assert not at.metric
+    # without the classifier there is no P(fake): no P(fake) threshold beside the face detection confidences
+    assert not [s for s in at.slider if s.key == "face.threshold"]
+    assert any("face detection confidence (not P(fake))" in c.value for c in at.caption)
 
 
 def test_face_page_scores_each_face_with_test_weights(weights_home, tmp_path):
@@ -145,6 +177,7 @@ def test_face_page_scores_each_face_with_test_weights(weights_home, tmp_path):
     at.selectbox(key="face.example").set_value("Astronaut (camera photo, one face)").run()
     assert not at.exception
     assert [m.label for m in at.metric] == ["Face #0 P(fake)"]
+    assert any("face detection confidence" in c.value for c in at.caption)
     at.slider(key="face.threshold").set_value(0.95).run()
     assert not at.exception
 
@@ -158,12 +191,11 @@ def test_models_page_imports_and_deletes(tiny_config, weights_home, tmp_path):
     at.button(key="models.TINY:original.weights.import").click().run()
     assert not at.exception
     assert any("Installed" in s.value for s in at.success)
-    df = _frame(at, "part")
     at.run()
-    df = _frame(at, "part")
+    df = _frame(at, "checkpoints")
     assert df[df.detector == "TINY"]["status"].tolist() == ["installed"]
     at.button(key="models.TINY:original.weights.del").click().run()
-    df = _frame(at, "part")
+    df = _frame(at, "checkpoints")
     assert df[df.detector == "TINY"]["status"].tolist() == ["weights not installed"]
 
 
@@ -180,7 +212,7 @@ def test_bad_upload_is_one_clear_sentence(decided, data):
     at = _home()
     at.file_uploader(key="home.upload").upload("evil.png", data, "image/png").run()
     assert not at.exception
-    assert at.error and at.error[0].value.startswith("evil.png: ")
+    assert at.error and any(t.value.startswith("evil.png: ") for t in at.text)   # the name shown as plain text
     assert not at.button                                 # nothing to analyse
 
 
@@ -205,3 +237,66 @@ def test_fast_mode_applies_only_where_validated(tiny_config, weights_home, tmp_p
         assert ("fast mode (bfloat16)" in _texts(at)) is fast, det_id
         res = at.session_state["analyse.results"][at.session_state["analyse.image"].sha256][f"{det_id}:original"]
         assert res.details.get("precision") == ("bf16" if fast else None)
+
+
+def test_ensemble_rule_and_a_calibration_profile_change_the_headline(decided, tmp_path):
+    import json
+
+    import numpy as np
+
+    from core.verdict.fitting import ScoreColumn, fit_profile
+    at = _home()
+    at.switch_page("pages/2_Ensemble.py").run()
+    at.file_uploader(key="ensemble.upload").upload("x.png", png_bytes((96, 80)), "image/png").run()
+    at.button(key="ensemble.run").click().run()
+    assert ":orange[Inconclusive: the voting detectors are split evenly" in _texts(at)
+    at.selectbox(key="ensemble.rule._w").set_value("vote").run()
+    at.number_input(key="ensemble.w.TA._w").set_value(1.0).run()
+    at.number_input(key="ensemble.w.TB._w").set_value(0.1).run()
+    assert not at.exception
+    text = _texts(at)                 # the original weights decide: 91 % of the weighted votes say fake ...
+    assert ":red[Weak evidence of AI generation]" in text and "- 1 of 2 voting detectors say AI-generated (TA)" in text
+    assert "- detectors disagree strongly (TA p_fake 0.95 vs TB 0.05)" in text    # ... capped by the disagreement
+    at.selectbox(key="ensemble.rule._w").set_value("graded").run()
+    # a profile fitted on the two test detectors' weights: the headline gains a calibrated P(fake)
+    res = at.session_state["analyse.results"][at.session_state["analyse.image"].sha256]
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    cols = [ScoreColumn(k, 3.0 * (2 * y - 1) + rng.normal(0, 2, 200), r.weights_sha256, r.detector_id, r.variant)
+            for k, r in res.items()]
+    data = json.dumps(fit_profile(y, cols).to_dict()).encode()
+    at.file_uploader(key="settings.profile_upload").upload("mine.json", data, "application/json").run()
+    assert not at.exception
+    assert [m.label for m in at.metric if m.label == "Calibrated P(fake)"]
+    table = _frame(at, "effective weight")
+    assert table["calibrated P(fake)"].notna().all()
+    at.file_uploader(key="settings.profile_upload").upload("bad.json", b"{", "application/json").run()
+    assert not at.exception and any("not valid JSON" in e.value for e in at.error)
+
+
+def test_evaluation_shows_calibrated_and_stacked_rows_with_a_profile(tmp_path):
+    import io as _io
+    import json
+
+    import pandas as pd
+
+    from tests.unit.test_calibration import complementary
+    from core.verdict.fitting import ScoreColumn, fit_profile
+    y, za, zb = complementary(200)
+    frame = pd.DataFrame({"path": [f"i{i}.png" for i in range(200)], "label": ["fake" if v else "real" for v in y],
+                          "toolA": 1 / (1 + np.exp(-za)), "toolB": zb})
+    buf = _io.StringIO()
+    frame.to_csv(buf, index=False)
+    profile = fit_profile(y, [ScoreColumn("toolA", za), ScoreColumn("toolB", zb)])      # keyed by CSV column
+    at = _home()
+    at.switch_page("pages/4_Evaluation.py").run()
+    at.radio(key="eval.source").set_value("Predictions CSV only").run()
+    at.file_uploader(key="eval.predictions").upload("theirs.csv", buf.getvalue().encode(), "text/csv").run()
+    at.button(key="eval.start").click().run()
+    at.file_uploader(key="settings.profile_upload").upload(
+        "p.json", json.dumps(profile.to_dict()).encode(), "application/json").run()
+    assert not at.exception
+    table = _frame(at, "ROC-AUC")
+    assert {"toolA (CSV) (calibrated)", "Learned fusion (stacked, calibrated)"} <= set(table["source"])
+    cv = _frame(at, "ece_after")
+    assert "learned fusion (stacked, cross-validated)" in set(cv["source"])

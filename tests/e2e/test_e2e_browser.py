@@ -19,12 +19,16 @@ def test_upload_and_see_a_verdict(tiny_config, weights_home, tmp_path):
     with streamlit_app(env) as url, browser_page() as page:
         page.goto(url, wait_until="networkidle")
         page.get_by_text("Analyse an image").wait_for(timeout=60_000)
-        page.locator("input[type=file]").first.set_input_files(str(img))
+        uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Upload an image")
+        uploader.locator("input[type=file]").set_input_files(str(img))      # not the sidebar's profile uploader
         button = page.get_by_role("button", name="Analyse with the 2 installed detector(s)")
         button.wait_for(timeout=60_000)
         button.click()
-        page.get_by_text("Ensemble verdict:").wait_for(timeout=120_000)
-        verdict = page.get_by_text("Ensemble verdict:").inner_text()
+        page.get_by_text("Weighted vote of the original app").wait_for(timeout=120_000)
+        verdict = page.get_by_text("Weighted vote of the original app").inner_text()
         assert "FAKE" in verdict
+        # the headline sits above the vote: one fake and one real vote is a split, so inconclusive
+        headline = page.get_by_text("Inconclusive: the voting detectors are split evenly")
+        assert headline.bounding_box()["y"] < page.get_by_text("Weighted vote of the original app").bounding_box()["y"]
         page.screenshot(path=str(tmp_path / "home_result.png"), full_page=True)
     assert (tmp_path / "home_result.png").stat().st_size > 10_000

@@ -51,11 +51,11 @@ def test_eight_threads_share_the_face_detector_with_gradcam():
     det = create_detector("FACE", pretrained=False)
     astronaut = next(e for e in list_examples() if e.source == "skimage:astronaut")
     img = load_example(astronaut).resize((256, 256))
-    ref = det.predict(img, with_cam=True)
+    ref = det.predict_faces(img, with_cam=True)
     assert ref.faces, "the example photo must contain a face"
 
     def work(_: int):
-        return det.predict(img, with_cam=True)
+        return det.predict_faces(img, with_cam=True)
 
     with ThreadPoolExecutor(8) as pool:
         out = list(pool.map(work, range(8)))
