@@ -14,168 +14,40 @@ folders of the path (e.g. the generator ``progan/airplane`` or ``fake/stylegan``
 """
 from __future__ import annotations
 
-import csv
 import io
 import os
-import re
 import stat
 import threading
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
 from core import settings
-from core.errors import DeepfakeLensError
+from core.io import IMAGE_EXTENSIONS
+from core.evaluation.items import STATUSES, Dataset, Item, with_status
+from core.evaluation.labels import (
+    CONTROL_CHARS,
+    FAKE_NAMES,
+    ID_COLUMNS,
+    LABEL_COLUMNS,
+    REAL_NAMES,
+    DatasetError,
+    find_column,
+    label_from_name,
+    labels_from_csv,
+    norm_folder,
+    parse_label,
+    read_csv_rows,
+    sanitize_name,
+    unique_basenames,
+)
 
 __all__ = ["Item", "Dataset", "DatasetError", "from_folder", "from_zip", "from_uploads", "from_labels_csv",
            "from_examples", "from_path", "sanitize_name", "label_from_name", "parse_label", "IMAGE_EXTENSIONS",
            "STATUSES", "read_csv_rows", "labels_from_csv", "find_column", "with_status"]
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-STATUSES = ("ok", "unlabelled", "skipped", "error", "cancelled")
-REAL_NAMES = frozenset({"real", "reals", "0_real", "nature", "authentic", "pristine"})
-FAKE_NAMES = frozenset({"fake", "fakes", "1_fake", "ai", "ai_generated", "generated", "synthetic"})
-_LABEL_VALUES = {**{k: 0 for k in REAL_NAMES | {"0", "false", "camera", "no"}},
-                 **{k: 1 for k in FAKE_NAMES | {"1", "true", "yes"}}}
-
 # Limits against hostile archives (env-overridable for analysts with very large sets).
 _RATIO_MIN_BYTES = 1 << 20     # small members may compress well (flat PNG/BMP); only big ones are ratio-checked
-
-
-class DatasetError(DeepfakeLensError, ValueError):
-    """The input as a whole cannot be used (not found, not a zip, too many files); a complete sentence."""
-
-
-@dataclass(frozen=True)
-class Item:
-    """One input file (or CSV row) and what will happen to it."""
-
-    path: str                  # sanitised relative path, '/'-separated (a label, never opened as a path)
-    label: int | None          # 1 = fake, 0 = real, None = unlabelled
-    group: str = ""            # generator / subset folder(s), "" when none
-    status: str = "ok"         # ok | unlabelled | skipped | error (see STATUSES)
-    reason: str = ""           # why it is not ok
-    ref: str | None = None     # what the dataset's reader needs to fetch the bytes (None: no data)
-    size: int = 0              # bytes (declared size for zip members)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A labelled set of inputs. ``read(item)`` returns an item's bytes (raises OSError/ValueError on failure)."""
-
-    name: str                                              # shown to the user
-    kind: str                                              # folder | zip | uploads | csv | examples | predictions
-    items: tuple[Item, ...]
-    notes: tuple[str, ...] = ()                            # sentences about the input as a whole
-    reader: Callable[[str], bytes] | None = field(default=None, repr=False, compare=False)
-    closer: Callable[[], None] | None = field(default=None, repr=False, compare=False)
-
-    def read(self, item: Item) -> bytes:
-        """The bytes of one item."""
-        if self.reader is None or item.ref is None:
-            raise ValueError("no image data for this row")
-        return self.reader(item.ref)
-
-    def close(self) -> None:
-        """Release open files (a zip on disk). Safe to call twice."""
-        if self.closer is not None:
-            self.closer()
-
-    def __enter__(self) -> "Dataset":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def counts(self) -> dict[str, int]:
-        """Number of items per status, plus ``real`` / ``fake`` among the ok ones."""
-        out = {s: 0 for s in STATUSES}
-        for it in self.items:
-            out[it.status] = out.get(it.status, 0) + 1
-        ok = [it for it in self.items if it.status == "ok"]
-        out["real"] = sum(it.label == 0 for it in ok)
-        out["fake"] = sum(it.label == 1 for it in ok)
-        return out
-
-    def summary(self) -> str:
-        """One sentence: how many files, how many will be scored, and why the others will not."""
-        c = self.counts()
-        parts = [f"{len(self.items)} file(s) in {self.name}: {c['ok']} to score ({c['real']} real, "
-                 f"{c['fake']} fake)"]
-        for s in ("unlabelled", "skipped", "error"):
-            if c[s]:
-                parts.append(f"{c[s]} {s}")
-        return ", ".join(parts) + "."
-
-
-# --------------------------------------------------------------------------------------------- names and labels
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def sanitize_name(name: str) -> tuple[str | None, str]:
-    """Turn an untrusted relative name (zip member, uploaded file name) into a clean '/'-separated path.
-
-    Returns:
-        (clean path, "") or (None, why it was refused): absolute paths, drive letters, UNC paths, ``..``
-        components and control characters are refused, never repaired.
-
-    Example:
-        >>> sanitize_name("data\\\\real/./a.png")
-        ('data/real/a.png', '')
-        >>> sanitize_name("../../etc/passwd")
-        (None, 'path traversal (..) in the name')
-    """
-    if not isinstance(name, str) or not name:
-        return None, "empty name"
-    if _CONTROL.search(name):
-        return None, "control characters in the name"
-    n = name.replace("\\", "/")
-    if n.startswith("/") or _DRIVE.match(n):
-        return None, "absolute path in the name"
-    parts = [p for p in n.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        return None, "path traversal (..) in the name"
-    if not parts:
-        return None, "empty name"
-    if any(len(p.encode("utf-8", "surrogatepass")) > 255 for p in parts):
-        return None, "a name component is longer than 255 bytes"
-    return "/".join(parts), ""
-
-
-def _norm(part: str) -> str:
-    return re.sub(r"[\s\-_]+", "_", part.strip().lower()).strip("_")
-
-
-def parse_label(value: object) -> int | None:
-    """A label cell → 1 (fake), 0 (real) or None (empty / unknown): ``fake``, ``1``, ``1_fake``, ``real``, …"""
-    if value is None:
-        return None
-    text = _norm(str(value))
-    if text.endswith(".0") and text[:-2] in ("0", "1"):
-        text = text[:-2]
-    return _LABEL_VALUES.get(text)
-
-
-def label_from_name(path: str) -> tuple[int | None, str]:
-    """(label, group) from the folders of a clean relative path.
-
-    The deepest folder named like a label decides; the remaining folders (above and below it) form the group.
-
-    Example:
-        >>> label_from_name("progan/airplane/1_fake/001.png")
-        (1, 'progan/airplane')
-        >>> label_from_name("Fake/Stable Diffusion/x.jpg")
-        (1, 'Stable Diffusion')
-    """
-    folders = path.split("/")[:-1]
-    for i in range(len(folders) - 1, -1, -1):
-        norm = _norm(folders[i])
-        if norm in REAL_NAMES or norm in FAKE_NAMES:
-            return (1 if norm in FAKE_NAMES else 0), "/".join(folders[:i] + folders[i + 1:])
-    return None, "/".join(folders)
 
 
 def _is_image_name(path: str) -> bool:
@@ -189,7 +61,7 @@ def _strip_common_root(paths: list[str]) -> int:
         return 0
     k = 0
     while all(len(s) > k for s in split) and len({s[k] for s in split}) == 1:
-        norm = _norm(split[0][k])
+        norm = norm_folder(split[0][k])
         if norm in REAL_NAMES or norm in FAKE_NAMES:
             break
         k += 1
@@ -227,7 +99,9 @@ def _check_count(n: int, what: str) -> None:
 
 def _read_file_nofollow(path: str) -> bytes:
     """Read a regular file without following a symlink that may have appeared since listing."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+    # O_NONBLOCK: opening a FIFO that replaced the file must not block waiting for a writer
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -246,8 +120,8 @@ def _printable(name: str) -> str:
 
 
 def from_folder(root: str | Path, *, name: str | None = None) -> Dataset:
-    """Every file under a folder on this machine (symlinks are reported, never followed; hidden folders such as
-    ``.git`` are not descended into).
+    """Every file under a folder on this machine, one row each (symlinks are reported, never followed; files in
+    hidden folders such as ``.git`` get a ``skipped`` row and are never read).
 
     Raises:
         DatasetError: the folder does not exist, is not a folder, or holds too many files.
@@ -265,14 +139,15 @@ def from_folder(root: str | Path, *, name: str | None = None) -> Dataset:
         rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
         keep = []
         for d in sorted(dirnames):
-            full = os.path.join(dirpath, d)
-            if os.path.islink(full):
+            if os.path.islink(os.path.join(dirpath, d)):
                 entries.append((rel_dir + d, None, 0, "skipped", "symbolic link (not followed)"))
-            elif d.startswith(".") or d == "__MACOSX":
-                hidden.append(rel_dir + d)
             else:
                 keep.append(d)
         dirnames[:] = keep
+        # files inside hidden folders (.git, .cache, __MACOSX) still get their row, as skipped
+        hidden_in = next((p for p in rel_dir.split("/") if p.startswith(".") or p == "__MACOSX"), None)
+        if hidden_in is not None and hidden_in not in hidden:
+            hidden.append(hidden_in)
         for f in sorted(filenames):
             rel = rel_dir + f
             full = os.path.join(dirpath, f)
@@ -285,6 +160,8 @@ def from_folder(root: str | Path, *, name: str | None = None) -> Dataset:
                 entries.append((rel, None, 0, "skipped", "symbolic link (not followed)"))
             elif not stat.S_ISREG(st.st_mode):
                 entries.append((rel, None, 0, "skipped", "not a regular file"))
+            elif hidden_in is not None:
+                entries.append((rel, None, st.st_size, "skipped", f"inside the hidden folder {hidden_in}/"))
             elif f.startswith("."):
                 entries.append((rel, None, st.st_size, "skipped", "hidden file"))
             elif not _is_image_name(f):
@@ -297,7 +174,7 @@ def from_folder(root: str | Path, *, name: str | None = None) -> Dataset:
     # A name that is not valid UTF-8 (a Latin-1 file system, a hostile archive unpacked) keeps its real bytes
     # for reading (ref) but is shown, labelled and written to CSV with U+FFFD in place of the bad bytes.
     entries = [(_printable(p), ref, size, status, reason) for p, ref, size, status, reason in entries]
-    notes = tuple(f"hidden folder {_printable(h)}/ was not read" for h in hidden)
+    notes = tuple(f"files inside the hidden folder {_printable(h)}/ were listed but not scored" for h in hidden)
     return Dataset(name or base.name or str(base), "folder", tuple(_labelled(entries)), notes,
                    reader=_read_file_nofollow)
 
@@ -440,7 +317,7 @@ def from_uploads(files: Mapping[str, bytes] | Iterable[tuple[str, bytes]], *, na
     if labels is None:
         items = _labelled(entries)
     else:
-        by_base = _unique_basenames(labels)
+        by_base = unique_basenames(labels)
         items = []
         for path, ref, size, status, reason in entries:
             hit = labels.get(path) if status == "ok" else None
@@ -455,77 +332,6 @@ def from_uploads(files: Mapping[str, bytes] | Iterable[tuple[str, bytes]], *, na
             else:
                 items.append(Item(path, hit[0], hit[1], "ok", "", ref, size))
     return Dataset(name, "uploads", tuple(items), (), reader=lambda ref: data[ref])
-
-
-def _unique_basenames(labels: Mapping[str, tuple[int | None, str]]) -> dict[str, tuple[int | None, str]]:
-    seen: dict[str, tuple[int | None, str] | None] = {}
-    for k, v in labels.items():
-        b = PurePosixPath(k).name
-        seen[b] = None if b in seen else v
-    return {k: v for k, v in seen.items() if v is not None}
-
-
-# --------------------------------------------------------------------------------------------- labels CSV
-
-_ID_COLUMNS = ("path", "file", "filename", "image", "id", "name")
-_LABEL_COLUMNS = ("label", "y", "target", "is_fake", "class")
-_KNOWN_COLUMNS = frozenset(_ID_COLUMNS + _LABEL_COLUMNS + ("group", "status", "reason", "sha256"))
-
-
-def read_csv_rows(src: str | Path | bytes) -> list[dict[str, str]]:
-    """Rows of a CSV (bytes or path) as dicts keyed by the stripped header (known column names lower-cased).
-
-    Raises:
-        DatasetError: unreadable, not UTF-8, or empty.
-    """
-    try:
-        raw = bytes(src) if isinstance(src, (bytes, bytearray, memoryview)) else Path(src).expanduser().read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"{src}: cannot be read ({exc.strerror or exc}).") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise DatasetError("the CSV is not UTF-8 text.") from None
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    if not reader.fieldnames:
-        raise DatasetError("the CSV is empty (no header row).")
-    def key(k: str) -> str:
-        k = k.strip()
-        return k.lower() if k.lower() in _KNOWN_COLUMNS else k      # score columns keep their case
-    rows = []
-    for row in reader:
-        rows.append({key(k): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()
-                     if k is not None})
-    return rows
-
-
-def find_column(columns: Iterable[str], candidates: Iterable[str]) -> str | None:
-    """The first of ``candidates`` present in ``columns``."""
-    cols = list(columns)
-    return next((c for c in candidates if c in cols), None)
-
-
-def labels_from_csv(src: str | Path | bytes) -> dict[str, tuple[int | None, str]]:
-    """A labels CSV (path,label[,group]) → clean path → (label, group).
-
-    Raises:
-        DatasetError: no path/label column.
-    """
-    rows = read_csv_rows(src)
-    cols = list(rows[0]) if rows else []
-    id_col, label_col = find_column(cols, _ID_COLUMNS), find_column(cols, _LABEL_COLUMNS)
-    if id_col is None or label_col is None:
-        raise DatasetError(f"the labels CSV needs a path column and a label column (found: {', '.join(cols)}).")
-    out = {}
-    for r in rows:
-        clean, _ = sanitize_name(r.get(id_col, ""))
-        if clean:
-            out[clean] = (parse_label(r.get(label_col)), r.get("group", ""))
-    return out
 
 
 def from_labels_csv(src: str | Path, *, base: str | Path | None = None, allowed_root: str | Path | None = None,
@@ -544,7 +350,7 @@ def from_labels_csv(src: str | Path, *, base: str | Path | None = None, allowed_
     csv_path = Path(src).expanduser()
     rows = read_csv_rows(csv_path)
     cols = list(rows[0]) if rows else []
-    id_col, label_col = find_column(cols, _ID_COLUMNS), find_column(cols, _LABEL_COLUMNS)
+    id_col, label_col = find_column(cols, ID_COLUMNS), find_column(cols, LABEL_COLUMNS)
     if id_col is None or label_col is None:
         raise DatasetError(f"{csv_path.name}: needs a path column and a label column (found: {', '.join(cols)}).")
     _check_count(len(rows), csv_path.name)
@@ -555,32 +361,39 @@ def from_labels_csv(src: str | Path, *, base: str | Path | None = None, allowed_
     for r in rows:
         shown = r.get(id_col, "")
         label, group = parse_label(r.get(label_col)), r.get("group", "")
-        p = Path(shown).expanduser()
-        full = p if p.is_absolute() else base_dir / p
         if not shown:
             items.append(Item("(empty path)", None, group, "error", "empty path cell"))
             continue
+        if CONTROL_CHARS.search(shown):
+            items.append(Item(CONTROL_CHARS.sub("?", shown), None, group, "skipped",
+                              "control characters (such as a NUL byte) in the path cell"))
+            continue
+        p = Path(shown).expanduser()
+        full = p if p.is_absolute() else base_dir / p
         try:
             resolved = full.resolve()
-        except OSError as exc:
+            st = full.lstat() if full.exists() or full.is_symlink() else None
+        except (OSError, ValueError) as exc:
             items.append(Item(shown, None, group, "error", f"cannot be resolved ({exc})"))
             continue
         if root is not None and root != resolved and root not in resolved.parents:
             items.append(Item(shown, None, group, "skipped", "outside the allowed data folder"))
         elif str(resolved) in seen:
             items.append(Item(shown, None, group, "skipped", "listed twice in the CSV (first kept)"))
-        elif not full.exists():
+        elif st is None:
             items.append(Item(shown, None, group, "error", "file not found"))
-        elif full.is_symlink():
+        elif stat.S_ISLNK(st.st_mode):
             items.append(Item(shown, None, group, "skipped", "symbolic link (not followed)"))
+        elif not stat.S_ISREG(st.st_mode):
+            items.append(Item(shown, None, group, "skipped", "not a regular file (a pipe, device or folder)"))
         elif not _is_image_name(full.name):
             items.append(Item(shown, None, group, "skipped", f"not an image file ({full.suffix or 'no extension'})"))
         elif label is None:
             items.append(Item(shown, None, group, "unlabelled",
                               f"label {r.get(label_col)!r} is not real/fake/0/1" if r.get(label_col) else "no label",
-                              str(full), full.stat().st_size))
+                              str(full), st.st_size))
         else:
-            items.append(Item(shown, label, group, "ok", "", str(full), full.stat().st_size))
+            items.append(Item(shown, label, group, "ok", "", str(full), st.st_size))
         seen.add(str(resolved))
     return Dataset(name or csv_path.name, "csv", tuple(items), (), reader=_read_file_nofollow)
 
@@ -630,8 +443,3 @@ def from_path(path: str | Path, *, allowed_root: str | Path | None = None) -> Da
     if p.suffix.lower() in (".csv", ".tsv", ".txt"):
         return from_labels_csv(p, allowed_root=allowed_root)
     raise DatasetError(f"{p}: expected a folder, a .zip or a labels .csv.")
-
-
-def with_status(item: Item, status: str, reason: str) -> Item:
-    """A copy of ``item`` with a new status and reason."""
-    return replace(item, status=status, reason=reason)

@@ -205,6 +205,34 @@ def binary_metrics(y_true: Sequence[int] | np.ndarray, p_fake: Sequence[float] |
         >>> m.accuracy, m.roc_auc
         (0.5, 0.75)
     """
+    y, p, z = _checked_scores(y_true, p_fake, logit)
+    n, n_fake = len(y), int(y.sum())
+    n_real = n - n_fake
+    na: dict[str, str] = {}
+    notes: list[str] = []
+    pred, threshold = _predictions(y_pred, p, threshold, n)
+    cm = confusion_matrix(y, pred, labels=[0, 1, UNCERTAIN]) if n else np.zeros((3, 3), dtype=np.int64)
+    tn, fp, unc_r = (int(v) for v in cm[0])
+    fn, tp, unc_f = (int(v) for v in cm[1])
+    if n == 0:
+        reason = "no labelled image with a score"
+        for k in METRIC_LABELS:
+            na[k] = reason
+        return BinaryMetrics(n, n_real, n_fake, n_unscored, threshold, tn, fp, fn, tp, unc_r, unc_f, na=na)
+    vals = _threshold_metrics(y, pred, na)
+    roc, pr = _ranking_metrics(y, z, vals, na, notes)
+    reliability = _calibration_metrics(y, p, n_bins, probabilistic, vals, na)
+    for k, v in vals.items():
+        if v is not None and not math.isfinite(v):   # defensive: the contract is "never NaN"
+            vals[k] = None
+            na[k] = "not finite for these scores"
+    return BinaryMetrics(n=n, n_real=n_real, n_fake=n_fake, n_unscored=n_unscored, threshold=threshold,
+                         tn=tn, fp=fp, fn=fn, tp=tp, uncertain_real=unc_r, uncertain_fake=unc_f,
+                         roc=roc, pr=pr, reliability=reliability, na=na, notes=tuple(notes), **vals)
+
+
+def _checked_scores(y_true, p_fake, logit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Labels, probabilities and ranking logits as arrays, after checking lengths, labels and finiteness."""
     y = np.asarray(y_true, dtype=np.int64).ravel()
     p = np.asarray(p_fake, dtype=np.float64).ravel()
     if len(y) != len(p):
@@ -213,44 +241,31 @@ def binary_metrics(y_true: Sequence[int] | np.ndarray, p_fake: Sequence[float] |
         raise ValueError("y_true must hold only 0 (real) and 1 (fake)")
     if not np.isfinite(p).all():
         raise ValueError("p_fake must be finite (leave unscored images out)")
-    if logit is not None:
-        z = np.asarray(logit, dtype=np.float64).ravel()
-        if len(z) != len(p) or not np.isfinite(z).all():
-            raise ValueError("logit must be finite and as long as p_fake")
-        z = np.clip(z, -1e6, 1e6)
-    else:
-        z = safe_logit(p) if len(p) else np.zeros(0)
-    n, n_fake = len(y), int(y.sum())
-    n_real = n - n_fake
-    na: dict[str, str] = {}
-    notes: list[str] = []
+    if logit is None:
+        return y, p, (safe_logit(p) if len(p) else np.zeros(0))
+    z = np.asarray(logit, dtype=np.float64).ravel()
+    if len(z) != len(p) or not np.isfinite(z).all():
+        raise ValueError("logit must be finite and as long as p_fake")
+    return y, p, np.clip(z, -1e6, 1e6)
 
+
+def _predictions(y_pred, p: np.ndarray, threshold: float | None, n: int) -> tuple[np.ndarray, float | None]:  # noqa: ANN001
+    """The predicted labels (given, or p_fake thresholded) and the threshold they came from (None if given)."""
     if y_pred is not None:
         pred = np.asarray(y_pred, dtype=np.int64).ravel()
         if len(pred) != n or not np.isin(pred, (0, 1, UNCERTAIN)).all():
             raise ValueError("y_pred must hold 0, 1 or -1 for every image")
-        threshold = None
-    else:
-        if threshold is None:
-            raise ValueError("give a threshold or y_pred")
-        pred = (p > threshold).astype(np.int64)
-    labels = [0, 1, UNCERTAIN]
-    cm = confusion_matrix(y, pred, labels=labels) if n else np.zeros((3, 3), dtype=np.int64)
-    tn, fp, unc_r = (int(v) for v in cm[0])
-    fn, tp, unc_f = (int(v) for v in cm[1])
-    decided = pred != UNCERTAIN
-    both = n_real > 0 and n_fake > 0
+        return pred, None
+    if threshold is None:
+        raise ValueError("give a threshold or y_pred")
+    return (p > threshold).astype(np.int64), threshold
 
-    vals: dict[str, Any] = {}
-    if n == 0:
-        reason = "no labelled image with a score"
-        for k in METRIC_LABELS:
-            na[k] = reason
-        return BinaryMetrics(n, n_real, n_fake, n_unscored, threshold, tn, fp, fn, tp, unc_r, unc_f, na=na)
 
-    # ---- threshold metrics (sklearn on the predicted labels; -1 = abstained counts as not correct)
-    vals["accuracy"] = _f(accuracy_score(y, pred))
-    vals["coverage"] = _f(decided.mean())
+def _threshold_metrics(y: np.ndarray, pred: np.ndarray, na: dict[str, str]) -> dict[str, Any]:
+    """Accuracy, coverage, TPR, TNR, balanced accuracy, precision (sklearn; -1 = abstained counts as a miss)."""
+    n_fake = int(y.sum())
+    n_real = len(y) - n_fake
+    vals: dict[str, Any] = {"accuracy": _f(accuracy_score(y, pred)), "coverage": _f((pred != UNCERTAIN).mean())}
     if n_fake:
         vals["tpr"] = _f(recall_score(y, pred, labels=[1], average=None, zero_division=0)[0])
     else:
@@ -259,7 +274,7 @@ def binary_metrics(y_true: Sequence[int] | np.ndarray, p_fake: Sequence[float] |
         vals["tnr"] = _f(recall_score(y, pred, labels=[0], average=None, zero_division=0)[0])
     else:
         na["tnr"] = "no real images"
-    if both:
+    if n_real and n_fake:
         with warnings.catch_warnings():
             # abstentions form a predicted class absent from y_true: sklearn warns, then (as wanted) counts them
             # as misses in both recalls
@@ -271,73 +286,73 @@ def binary_metrics(y_true: Sequence[int] | np.ndarray, p_fake: Sequence[float] |
         vals["precision"] = _f(precision_score(y, pred, labels=[1], average=None, zero_division=0)[0])
     else:
         na["precision"] = "no image was called fake"
+    return vals
 
-    # ---- ranking metrics (need both classes)
-    roc = pr = None
-    if both:
-        vals["roc_auc"] = _f(roc_auc_score(y, z))
-        vals["average_precision"] = _f(average_precision_score(y, z))
-        fpr, tpr, thr = roc_curve(y, z, drop_intermediate=False)
-        to_p = lambda t: 1.0 if not np.isfinite(t) else float(sigmoid(t))  # noqa: E731
-        roc = Curve(tuple(map(float, fpr)), tuple(map(float, tpr)), tuple(to_p(t) for t in thr))
-        prec, rec, pthr = precision_recall_curve(y, z)
-        pr = Curve(tuple(map(float, rec)), tuple(map(float, prec)),
-                   tuple(to_p(t) for t in pthr) + (1.0,))
-        z_min = float(z.min())
-        # EER: first ROC point where FPR >= FNR, linearly interpolated with the point before it.
-        fnr = 1.0 - tpr
-        d = fpr - fnr
-        i = int(np.argmax(d >= 0))
-        if d[i] == 0 or i == 0:
-            vals["eer"] = _f(fpr[i])
-        else:
-            t = -d[i - 1] / (d[i] - d[i - 1])
-            vals["eer"] = _f(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
-        j = i if i == 0 or abs(d[i]) <= abs(d[i - 1]) else i - 1
-        vals["eer_threshold"] = float(sigmoid(_strict_threshold(thr, j, z_min)))
-        for pct in (1, 5):
-            ok = fpr <= pct / 100.0 + 1e-12
-            vals[f"tpr_at_fpr_{pct}"] = _f(tpr[ok].max())
-        if n_real < 100:
-            notes.append(f"only {n_real} real images: TPR @ 1% FPR is the TPR with no false positive at all")
-        # Oracle: the ROC point with the best balanced accuracy (first = highest threshold on ties).
-        bal = (tpr + 1.0 - fpr) / 2.0
-        k = int(np.argmax(bal))
-        t_z = _strict_threshold(thr, k, z_min)
-        vals["oracle_threshold"] = float(sigmoid(t_z))
-        o_pred = (z > t_z).astype(np.int64)
-        vals["oracle_balanced_accuracy"] = _f(balanced_accuracy_score(y, o_pred))
-        vals["oracle_accuracy"] = _f(accuracy_score(y, o_pred))
-        notes.append("the oracle threshold is chosen on these very images: an optimistic upper bound")
-    else:
+
+def _to_p(t: float) -> float:
+    return 1.0 if not np.isfinite(t) else float(sigmoid(t))
+
+
+def _ranking_metrics(y: np.ndarray, z: np.ndarray, vals: dict[str, Any], na: dict[str, str],
+                     notes: list[str]) -> tuple[Curve | None, Curve | None]:
+    """ROC AUC, AP, EER, TPR at fixed FPR and the oracle threshold (need both classes); the ROC and PR curves."""
+    n_fake = int(y.sum())
+    n_real = len(y) - n_fake
+    if not (n_real and n_fake):
         reason = "only fake images" if n_fake else "only real images"
         for k in ("roc_auc", "average_precision", "eer", "eer_threshold", "tpr_at_fpr_1", "tpr_at_fpr_5",
                   "oracle_threshold", "oracle_balanced_accuracy", "oracle_accuracy"):
             na[k] = f"needs both real and fake images ({reason})"
+        return None, None
+    vals["roc_auc"] = _f(roc_auc_score(y, z))
+    vals["average_precision"] = _f(average_precision_score(y, z))
+    fpr, tpr, thr = roc_curve(y, z, drop_intermediate=False)
+    roc = Curve(tuple(map(float, fpr)), tuple(map(float, tpr)), tuple(_to_p(t) for t in thr))
+    prec, rec, pthr = precision_recall_curve(y, z)
+    pr = Curve(tuple(map(float, rec)), tuple(map(float, prec)), tuple(_to_p(t) for t in pthr) + (1.0,))
+    z_min = float(z.min())
+    # EER: first ROC point where FPR >= FNR, linearly interpolated with the point before it.
+    d = fpr - (1.0 - tpr)
+    i = int(np.argmax(d >= 0))
+    if d[i] == 0 or i == 0:
+        vals["eer"] = _f(fpr[i])
+    else:
+        t = -d[i - 1] / (d[i] - d[i - 1])
+        vals["eer"] = _f(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+    j = i if i == 0 or abs(d[i]) <= abs(d[i - 1]) else i - 1
+    vals["eer_threshold"] = float(sigmoid(_strict_threshold(thr, j, z_min)))
+    for pct in (1, 5):
+        vals[f"tpr_at_fpr_{pct}"] = _f(tpr[fpr <= pct / 100.0 + 1e-12].max())
+    if n_real < 100:
+        notes.append(f"only {n_real} real images: TPR @ 1% FPR is the TPR with no false positive at all")
+    # Oracle: the ROC point with the best balanced accuracy (first = highest threshold on ties).
+    k = int(np.argmax((tpr + 1.0 - fpr) / 2.0))
+    t_z = _strict_threshold(thr, k, z_min)
+    vals["oracle_threshold"] = float(sigmoid(t_z))
+    o_pred = (z > t_z).astype(np.int64)
+    vals["oracle_balanced_accuracy"] = _f(balanced_accuracy_score(y, o_pred))
+    vals["oracle_accuracy"] = _f(accuracy_score(y, o_pred))
+    notes.append("the oracle threshold is chosen on these very images: an optimistic upper bound")
+    return roc, pr
 
-    # ---- calibration
-    reliability = None
+
+def _calibration_metrics(y: np.ndarray, p: np.ndarray, n_bins: int, probabilistic: bool, vals: dict[str, Any],
+                         na: dict[str, str]) -> Reliability | None:
+    """ECE and the reliability diagram (only when the scores are probabilities)."""
     if not probabilistic:
         na["ece"] = "the scores are not probabilities"
-    else:
-        edges = np.linspace(0.0, 1.0, n_bins + 1)
-        pc = np.clip(p, 0.0, 1.0)
-        prob_true, prob_pred = calibration_curve(y, pc, n_bins=n_bins, strategy="uniform", pos_label=1)
-        # the same bin assignment as sklearn's calibration_curve, to know the (non-empty) bin sizes
-        counts = np.bincount(np.searchsorted(edges[1:-1], pc), minlength=n_bins)
-        nz = counts > 0
-        vals["ece"] = _f(np.sum(counts[nz] / n * np.abs(prob_true - prob_pred)))
-        mean_p: list[float | None] = [None] * n_bins
-        frac: list[float | None] = [None] * n_bins
-        for b, pt, pp in zip(np.flatnonzero(nz), prob_true, prob_pred):
-            mean_p[b], frac[b] = float(pp), float(pt)
-        reliability = Reliability(tuple(map(float, edges)), tuple(int(c) for c in counts), tuple(mean_p),
-                                  tuple(frac))
+        return None
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    pc = np.clip(p, 0.0, 1.0)
+    prob_true, prob_pred = calibration_curve(y, pc, n_bins=n_bins, strategy="uniform", pos_label=1)
+    # the same bin assignment as sklearn's calibration_curve, to know the (non-empty) bin sizes
+    counts = np.bincount(np.searchsorted(edges[1:-1], pc), minlength=n_bins)
+    nz = counts > 0
+    vals["ece"] = _f(np.sum(counts[nz] / len(y) * np.abs(prob_true - prob_pred)))
+    mean_p: list[float | None] = [None] * n_bins
+    frac: list[float | None] = [None] * n_bins
+    for b, pt, pp in zip(np.flatnonzero(nz), prob_true, prob_pred):
+        mean_p[b], frac[b] = float(pp), float(pt)
+    return Reliability(tuple(map(float, edges)), tuple(int(c) for c in counts), tuple(mean_p), tuple(frac))
 
-    for k, v in vals.items():
-        if v is not None and not math.isfinite(v):   # defensive: the contract is "never NaN"
-            vals[k] = None
-            na[k] = "not finite for these scores"
-    return BinaryMetrics(n=n, n_real=n_real, n_fake=n_fake, n_unscored=n_unscored, threshold=threshold,
-                         tn=tn, fp=fp, fn=fn, tp=tp, uncertain_real=unc_r, uncertain_fake=unc_f,
-                         roc=roc, pr=pr, reliability=reliability, na=na, notes=tuple(notes), **vals)
+

@@ -7,12 +7,11 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from core.convert import safe_logit, sigmoid
-from core.evaluation.datasets import (
-    _ID_COLUMNS,
-    _LABEL_COLUMNS,
-    Dataset,
+from core.evaluation.datasets import Dataset, Item
+from core.evaluation.labels import (
+    ID_COLUMNS,
+    LABEL_COLUMNS,
     DatasetError,
-    Item,
     find_column,
     parse_label,
     read_csv_rows,
@@ -80,7 +79,7 @@ def read_predictions(src: str | Path | bytes, *, name: str = "predictions CSV") 
     if not rows:
         raise DatasetError("the predictions CSV has no rows.")
     cols = list(rows[0])
-    id_col, label_col = find_column(cols, _ID_COLUMNS), find_column(cols, _LABEL_COLUMNS)
+    id_col, label_col = find_column(cols, ID_COLUMNS), find_column(cols, LABEL_COLUMNS)
     if id_col is None or label_col is None:
         raise DatasetError("the predictions CSV needs an id/path column and a label column "
                            f"(found: {', '.join(cols)}).")

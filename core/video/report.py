@@ -6,7 +6,6 @@ comes from the file or the user is escaped.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from core.style import PALETTE
+from core.tables import rows_to_csv
 from core.video.analyse import CAVEAT, FrameRecord, TrackSummary, VideoAnalysis
 
 _CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#111827}"
@@ -193,10 +193,8 @@ def write_outputs(a: VideoAnalysis, out_dir: str | Path, name: str) -> dict[str,
     doc = a.to_dict()
     doc["video"]["path"] = name
     paths["json"].write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
-    with paths["csv"].open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=["frame", "t", "series", "track", "p_fake", "box", "detection_prob"])
-        w.writeheader()
-        w.writerows(timeline_rows(a))
+    paths["csv"].write_text(rows_to_csv(["frame", "t", "series", "track", "p_fake", "box", "detection_prob"],
+                                        timeline_rows(a)), encoding="utf-8", newline="")
     paths["html"].write_text(render_html(a, name), encoding="utf-8")
     return paths
 

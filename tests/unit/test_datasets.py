@@ -104,7 +104,8 @@ def test_folder_labels_groups_and_reported_files(tmp_path):
     assert by[".DS_Store"].status == "skipped"
     assert by["Real/link.png"].status == "skipped" and "symbolic link" in by["Real/link.png"].reason
     assert by["FAKE/dirlink"].status == "skipped" and "symbolic link" in by["FAKE/dirlink"].reason
-    assert not any(p.startswith(".git") for p in by)
+    # every file gets its row, those in hidden folders as skipped and never read
+    assert by[".git/objects/ab"].status == "skipped" and "hidden folder .git/" in by[".git/objects/ab"].reason
     assert any(".git" in n for n in ds.notes)
     assert ds.read(by["Real/a.png"]) == (root / "Real/a.png").read_bytes()
     c = ds.counts()
