@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from core.cli.common import EXIT_OK
+from core.models.install import custom_label
 from core.models.registry import list_specs
 from core.models.selection import variant_state
 
@@ -13,6 +14,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for spec in list_specs():
         vs = variant_state(spec)
         extra = f" ({vs.problems()})" if vs.state == "partial" else ""
+        label = custom_label(spec) if vs.installed else None
+        extra += f"  {label}" if label else ""
         print(f"{spec.id:<11} {spec.variant:<20} {vs.state}{extra}")
     return EXIT_OK
 

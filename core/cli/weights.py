@@ -1,4 +1,9 @@
-"""``python -m core weights status | import | download | delete``: manage checkpoints."""
+"""``python -m core weights status | import | download | delete``: manage checkpoints.
+
+``weights import FILE --detector ID --as custom [--name NAME]`` installs your own checkpoint as ``ID:custom``
+(strict fit to the architecture, name and sha256 recorded); a zip or folder without ``--detector`` is the Truebees
+bundle.
+"""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +24,8 @@ def status_rows(verify: bool = False) -> list[dict]:
         for part, _ in W.parts(spec):
             st = W.status(spec, part, verify=verify)
             rows.append({"detector": spec.id, "variant": spec.variant, "part": part, "state": st.state,
-                         "path": str(st.path) if st.path else None, "sha256": st.sha256, "message": st.message})
+                         "path": str(st.path) if st.path else None, "sha256": st.sha256, "message": st.message,
+                         "label": install.custom_label(spec) if st.state == "installed" else None})
     return rows
 
 
@@ -32,15 +38,32 @@ def cmd_weights_status(args: argparse.Namespace) -> int:
     print(f"{'detector':<11} {'variant':<20} {'part':<9} {'state':<10} where / how to fix")
     for r in rows:
         info = f"{r['path']}  sha256 {r['sha256'][:16]}…" if r["state"] == "installed" else r["message"]
+        if r["label"]:
+            info = f"{r['label']}  {info}"
         print(f"{r['detector']:<11} {r['variant']:<20} {r['part']:<9} {r['state']:<10} {info}")
     return EXIT_OK
 
 
+def _import_custom(args: argparse.Namespace, path: Path) -> int:
+    if args.part != "weights":
+        return err("--as custom installs a detector's own weights; a backbone is imported with --part backbone "
+                   "and without --as.")
+    r = install.import_custom(path, args.detector, name=args.name)
+    print(f'imported {r.key} ({r.part}) as custom "{r.name}" → {r.path}  sha256 {r.sha256}')
+    return EXIT_OK
+
+
 def cmd_weights_import(args: argparse.Namespace) -> int:
-    """Import one checkpoint file (``--detector``) or the Truebees bundle (zip or folder)."""
+    """Import one checkpoint file (``--detector``, ``--as custom`` for your own) or the Truebees bundle."""
     path = Path(args.path).expanduser()
     if not path.exists():
         return err(f"{path}: not found.")
+    if (args.as_ or args.name is not None) and args.detector is None:
+        return err("--as custom and --name need --detector ID (the architecture your checkpoint was trained for).")
+    if args.name is not None and args.as_ is None:
+        return err("--name names your own checkpoint: use it with --as custom.")
+    if args.as_ == install.CUSTOM:
+        return _import_custom(args, path)
     if args.detector is None:
         if not (path.is_dir() or path.suffix.lower() == ".zip"):
             return err("a single checkpoint file needs --detector ID[:variant] (a zip or folder is imported as "
@@ -54,6 +77,8 @@ def cmd_weights_import(args: argparse.Namespace) -> int:
             print(f"note: {n}", file=sys.stderr)
         return EXIT_OK
     spec = get_spec(args.detector)
+    if spec.variant == install.CUSTOM and args.part == "weights":
+        return _import_custom(args, path)
     r = install.import_file(path, spec, part=args.part)
     print(f"imported {r.key} ({r.part}) → {r.path}  sha256 {r.sha256}")
     return EXIT_OK
@@ -93,6 +118,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("path")
     s.add_argument("--detector", help="ID or ID:variant the file belongs to")
     s.add_argument("--part", choices=("weights", "backbone"), default="weights")
+    s.add_argument("--as", dest="as_", choices=(install.CUSTOM,),
+                   help="install your own (fine-tuned) file as ID:custom, labelled custom everywhere")
+    s.add_argument("--name", help="with --as custom: what to call your checkpoint (default: its file name)")
     s.set_defaults(func=cmd_weights_import)
     s = wsub.add_parser("download", help="download a detector's checkpoint(s) from the official sources")
     s.add_argument("detector", help="ID or ID:variant")

@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
-from core import settings
+from core import archive, settings
 from core.io import IMAGE_EXTENSIONS
 from core.evaluation.items import STATUSES, Dataset, Item, with_status
 from core.evaluation.labels import (
@@ -46,8 +46,6 @@ __all__ = ["Item", "Dataset", "DatasetError", "from_folder", "from_zip", "from_u
            "from_examples", "from_path", "sanitize_name", "label_from_name", "parse_label", "IMAGE_EXTENSIONS",
            "STATUSES", "read_csv_rows", "labels_from_csv", "find_column", "with_status"]
 
-# Limits against hostile archives (env-overridable for analysts with very large sets).
-_RATIO_MIN_BYTES = 1 << 20     # small members may compress well (flat PNG/BMP); only big ones are ratio-checked
 
 
 def _is_image_name(path: str) -> bool:
@@ -182,48 +180,25 @@ def from_folder(root: str | Path, *, name: str | None = None) -> Dataset:
 # --------------------------------------------------------------------------------------------- zip
 
 def _zip_checks(infos: list[zipfile.ZipInfo]) -> tuple[list[tuple[str, str | None, int, str, str]], list[str]]:
+    """One entry per archive file, from the shared zip-member policy (core.archive) plus the image-type check."""
     entries: list[tuple[str, str | None, int, str, str]] = []
-    seen: set[str] = set()
-    total = 0
-    notes: list[str] = []
-    for idx, info in enumerate(infos):
+    index = {id(info): i for i, info in enumerate(infos)}
+    for m in archive.check_members(infos, max_member_bytes=settings.max_bytes()):
+        info = m.info
         if info.is_dir():
             continue
-        raw = info.filename
-        clean, why = sanitize_name(raw)
-        shown = clean or raw.replace("\x00", "\\0")[:200]
-        mode = (info.external_attr >> 16) & 0o170000
-        if clean is None:
-            entries.append((shown, None, info.file_size, "skipped", f"unsafe name: {why}"))
-        elif mode == stat.S_IFLNK:
-            entries.append((shown, None, info.file_size, "skipped", "symbolic link (never followed)"))
-        elif mode not in (0, stat.S_IFREG):
-            entries.append((shown, None, info.file_size, "skipped", "not a regular file"))
-        elif clean in seen:
-            entries.append((shown, None, info.file_size, "skipped", "duplicate name in the archive (first kept)"))
-        elif info.flag_bits & 0x1:
-            entries.append((shown, None, info.file_size, "skipped", "encrypted member"))
-        elif clean.split("/")[0] == "__MACOSX" or PurePosixPath(clean).name.startswith("."):
-            entries.append((shown, None, info.file_size, "skipped", "hidden or macOS metadata file"))
-        elif not _is_image_name(clean):
-            entries.append((shown, None, info.file_size, "skipped",
-                            f"not an image file ({PurePosixPath(clean).suffix or 'no extension'})"))
-        elif info.file_size > settings.max_bytes():
-            entries.append((shown, None, info.file_size, "skipped",
-                            f"expands to {info.file_size / 1e6:.0f} MB, above the {settings.max_bytes() / 1e6:.0f} MB limit"))
-        elif info.file_size > _RATIO_MIN_BYTES and info.file_size > settings.max_ratio() * max(info.compress_size, 1):
-            entries.append((shown, None, info.file_size, "skipped",
-                            f"suspicious compression ratio {info.file_size / max(info.compress_size, 1):.0f}:1 "
-                            "(zip bomb?)"))
-        elif total + info.file_size > settings.max_archive_bytes():
-            entries.append((shown, None, info.file_size, "skipped",
-                            f"the archive expands beyond {settings.max_archive_bytes() / 1e9:.1f} GB (zip bomb?); "
-                            "later members not read"))
+        if m.status == "ignored":
+            entries.append((m.name, None, info.file_size, "skipped", "hidden or macOS metadata file"))
+        elif m.status == "refused":
+            entries.append((m.name, None, info.file_size, "skipped", m.reason))
+        elif PurePosixPath(m.name).name.startswith("."):
+            entries.append((m.name, None, info.file_size, "skipped", "hidden or macOS metadata file"))
+        elif not _is_image_name(m.name):
+            entries.append((m.name, None, info.file_size, "skipped",
+                            f"not an image file ({PurePosixPath(m.name).suffix or 'no extension'})"))
         else:
-            total += info.file_size
-            entries.append((clean, str(idx), info.file_size, "ok", ""))
-        if clean is not None:
-            seen.add(clean)
+            entries.append((m.name, str(index[id(info)]), info.file_size, "ok", ""))
+    notes = []
     if any(e[3] == "skipped" and "zip bomb" in e[4] for e in entries):
         notes.append("some members were refused by the zip-bomb limits (size and compression ratio)")
     return entries, notes

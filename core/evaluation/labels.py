@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
-from core import settings
+from core import archive, settings
 from core.errors import DeepfakeLensError
 
 __all__ = ["DatasetError", "REAL_NAMES", "FAKE_NAMES", "ID_COLUMNS", "LABEL_COLUMNS", "sanitize_name",
@@ -34,7 +34,6 @@ class DatasetError(DeepfakeLensError, ValueError):
 # --------------------------------------------------------------------------------------------- names and labels
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def sanitize_name(name: str) -> tuple[str | None, str]:
@@ -50,21 +49,7 @@ def sanitize_name(name: str) -> tuple[str | None, str]:
         >>> sanitize_name("../../etc/passwd")
         (None, 'path traversal (..) in the name')
     """
-    if not isinstance(name, str) or not name:
-        return None, "empty name"
-    if CONTROL_CHARS.search(name):
-        return None, "control characters in the name"
-    n = name.replace("\\", "/")
-    if n.startswith("/") or _DRIVE.match(n):
-        return None, "absolute path in the name"
-    parts = [p for p in n.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        return None, "path traversal (..) in the name"
-    if not parts:
-        return None, "empty name"
-    if any(len(p.encode("utf-8", "surrogatepass")) > 255 for p in parts):
-        return None, "a name component is longer than 255 bytes"
-    return "/".join(parts), ""
+    return archive.clean_name(name)
 
 
 def norm_folder(part: str) -> str:

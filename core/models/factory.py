@@ -15,6 +15,7 @@ from core.models import weights as W
 from core.models.checkpoint import Loaded, load_verified
 from core.models.registry import get_arch, get_spec
 from core.models.specs import DetectorSpec
+from core.models.weights.store import read_sidecar
 
 if TYPE_CHECKING:
     from core.models.detectors.base import Detector
@@ -67,12 +68,21 @@ def create_detector(name: str, weights: str | Path | None = None, *, variant: st
             det.weights_path, det.weights_sha256 = path, loaded.sha256
             if weights is not None:
                 det.custom_weights = path.name      # results say "custom file", never the official variant
+            elif spec.variant == "custom":
+                det.custom_weights = _custom_name(path, loaded.sha256)
         if spec.backbone is not None:
             loaded, path = _load_part(spec, "backbone", backbone_weights, weights_dir, allow_download, progress)
             det.load_backbone(loaded.obj, loaded.name)
             det.backbone_path, det.backbone_sha256 = path, loaded.sha256
         det.model.eval()
     return det
+
+
+def _custom_name(path: Path, sha256: str) -> str:
+    """The name the user gave an imported custom checkpoint, when the record is about these very bytes."""
+    side = read_sidecar(path) or {}
+    name = side.get("name")
+    return name if isinstance(name, str) and name and side.get("sha256") == sha256 else path.name
 
 
 def _load_part(spec: DetectorSpec, part: str, explicit: str | Path | None, weights_dir: str | Path | None,

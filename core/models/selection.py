@@ -53,15 +53,16 @@ def variant_state(spec: DetectorSpec, *, verify: bool = False) -> VariantState:
 
 
 def _preference(spec: DetectorSpec, rank: int) -> tuple[int, int, int]:
-    # The registry lists the default variant first; "original" (the paper's own weights) comes next, then the rest.
-    return (0 if rank == 0 else 1, 0 if spec.variant == "original" else 1, rank)
+    # The registry lists the default variant first; "original" (the paper's own weights) comes next, then the rest;
+    # the user's own "custom" file last, so a published checkpoint is always preferred when one is installed.
+    return (0 if rank == 0 else 1, 0 if spec.variant == "original" else 2 if spec.variant == "custom" else 1, rank)
 
 
 def installed_variant(detector_id: str) -> DetectorSpec | None:
     """The variant of ``detector_id`` to use by default: the preferred installed one, or None if none is installed.
 
     Preference: the registry's default variant (the original weights unless a YAML says otherwise), then
-    ``original``, then the others in registry order.
+    ``original``, then the others in registry order, ``custom`` (the user's own file) last.
     """
     specs = list_specs(detector_id)
     ranked = sorted(range(len(specs)), key=lambda i: _preference(specs[i], i))

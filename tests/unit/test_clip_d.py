@@ -76,7 +76,8 @@ def test_spec_matches_the_paper():
     assert (src.type, src.repo_id, src.filename) == ("hf", "laion/CLIP-ViT-L-14-CommonPool.XL-s13B-b90K",
                                                      "open_clip_pytorch_model.bin")
     tf = get_spec("CLIP-D:truefake")
-    assert tf.weights.container == "checkpoint" and tf.weights.sources[0].member == "CLIP-D/**/best.pt"
+    assert tf.weights.container == "model"
+    assert tf.weights.sources[0].member == "detectors/CLIP-D/checkpoint/pretrained/weights/best.pt"
     assert tf.preprocess == spec.preprocess and "bundle" in tf.card.notes
 
 

@@ -103,8 +103,8 @@ def test_truefake_variants_come_from_the_bundle(det_id):
     variants = {s.variant: s for s in list_specs(det_id)}
     assert "truefake" in variants
     tf = variants["truefake"]
-    assert [s.type for s in tf.weights.sources] == ["bundle"]
-    assert tf.weights.sources[0].member.startswith(f"{det_id}/") and tf.weights.sources[0].member.endswith("best.pt")
+    assert [s.member for s in tf.weights.sources if s.type == "bundle"] == [
+        f"detectors/{det_id}/checkpoint/pretrained/weights/best.pt", f"models/{det_id}/weights/best.pt"]
     assert "bundle" in tf.card.notes and not tf.default
     assert tf.arch == get_spec(det_id).arch and tf.explain_layer == get_spec(det_id).explain_layer
 

@@ -91,7 +91,7 @@ def test_specs():
                                                                         (0.485, 0.456, 0.406))
     assert spec.options["decision"] == "mix_top_mean"
     tf = get_spec("P2G:truefake")
-    assert tf.weights.sources[0].type == "bundle" and tf.weights.sources[0].member == "P2G/**/best.pt"
+    assert tf.weights.sources[0].type == "bundle" and tf.weights.sources[0].member == "detectors/P2G/checkpoint/pretrained/weights/best.pt"
     assert "bundle" in tf.card.notes and tf.ensemble_weight == pytest.approx(0.15)
 
 

@@ -214,7 +214,7 @@ def test_truebees_bundle_import_zip_and_folder(weights_home, tiny_config, tmp_pa
         "weights: {file: best.pt, container: model, sources: [{type: bundle, member: 'TINY/**/best.pt'}]}\n"
         "preprocess: {mode: full}\n")
     bundle = _bundle_zip(tmp_path / "bundle.zip", {
-        "weights/tiny/run1/best.pt": ckpt_bytes,         # folder names match without case
+        "weights/TINY/run1/best.pt": ckpt_bytes,         # the whole path matches, inside one top folder
         "../../escape/best.pt": ckpt_bytes,              # path traversal: never extracted
         "OTHER/best.pt": ckpt_bytes,                     # no such detector: reported
         "README.txt": b"hello",
@@ -228,7 +228,7 @@ def test_truebees_bundle_import_zip_and_folder(weights_home, tiny_config, tmp_pa
     assert det.spec.variant == "truefake"
     # folder form, with a refused (malicious) checkpoint reported, not raised
     W.delete(get_spec("TINY:truefake"))
-    folder = tmp_path / "bundle_dir" / "Tiny" / "x"
+    folder = tmp_path / "bundle_dir" / "TINY" / "x"
     folder.mkdir(parents=True)
     torch.save({"model": _Evil(str(tmp_path / "pwned"))}, folder / "best.pt")
     reports, notes = install.import_bundle(tmp_path / "bundle_dir")

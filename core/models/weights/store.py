@@ -5,6 +5,7 @@ Layout: ``<weights_dir>/<ID>/<variant>/<file>``; a backbone is shared by all var
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -165,6 +166,9 @@ def check_digest(spec: DetectorSpec, ws: WeightsSpec, path: Path, *, fresh: bool
 def how_to_fix(spec: DetectorSpec, part: str = "weights") -> str:
     """A sentence telling the user where the file comes from and how to install it."""
     ws = part_spec(spec, part)
+    if spec.variant == "custom" and part == "weights":
+        return (f"Import your own {spec.id} checkpoint with `python -m core weights import FILE --detector {spec.id} "
+                "--as custom --name NAME` (or the Models page).")
     where = "; ".join(s.describe() for s in ws.sources if s.type != "local") or "the model's authors"
     bundle = any(s.type == "bundle" for s in ws.sources)
     name = spec.key if part == "weights" else f"{spec.key} --part backbone"
@@ -174,7 +178,34 @@ def how_to_fix(spec: DetectorSpec, part: str = "weights") -> str:
     return (f"Get {ws.file} from {where} and install it with `{cmd}` (or the Models page){dl}.")
 
 
+# open_clip looks a Hub checkpoint up as its safetensors copy first, then the pickle (open_clip.pretrained
+# ._get_safe_alternatives), so a machine where open_clip has run holds the first of these names.
+_OPEN_CLIP_SAFE = {"open_clip_pytorch_model.bin": "open_clip_model.safetensors"}
+
+
+def hf_lookups(ws: WeightsSpec, src: WeightSource) -> list[WeightSource]:
+    """The Hub files that stand for a ``hf`` source, in lookup order: open_clip's safetensors copy of
+    ``open_clip_pytorch_model.bin`` first (same state dict), then the declared file.
+
+    The copy is only an alternative when no checksum pins the declared file (a pinned sha256 names those bytes).
+    """
+    safe = _OPEN_CLIP_SAFE.get(src.filename or "")
+    if safe is None or ws.sha256 is not None or ws.git_blob_sha1 is not None:
+        return [src]
+    return [dataclasses.replace(src, filename=safe), src]
+
+
+def hf_cached_any(ws: WeightsSpec, src: WeightSource) -> Path | None:
+    """The first of :func:`hf_lookups` present in the local Hub cache, or None."""
+    for alt in hf_lookups(ws, src):
+        hit = hf_cached(alt)
+        if hit is not None:
+            return hit
+    return None
+
+
 def hf_cached(src: WeightSource) -> Path | None:
+    """The cached file of one ``hf`` source (never a download), or None."""
     try:
         from huggingface_hub import try_to_load_from_cache
         hit = try_to_load_from_cache(repo_id=src.repo_id, filename=src.filename, revision=src.revision)
@@ -203,7 +234,7 @@ def status(spec: DetectorSpec, part: str = "weights", *, weights_dir: str | Path
     ws = part_spec(spec, part)
     candidates: list[Path] = [Path(s.path).expanduser() for s in ws.sources if s.type == "local" and s.path]
     candidates.append(installed_path(spec, part, weights_dir))
-    candidates += [p for p in (hf_cached(s) for s in ws.sources if s.type == "hf") if p is not None]
+    candidates += [p for p in (hf_cached_any(ws, s) for s in ws.sources if s.type == "hf") if p is not None]
     for p in candidates:
         if not p.is_file():
             continue
