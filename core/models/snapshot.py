@@ -16,6 +16,7 @@ import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from core import settings
 from core.errors import WeightsCorrupt
@@ -48,9 +49,10 @@ class Snapshot:
         """A path that opens these exact bytes (the memfd through /proc), or "" where there is none."""
         return f"/proc/self/fd/{self.fd}" if self.fd >= 0 else ""
 
-    def stream(self) -> io.BytesIO:
-        """A file object over the bytes (a copy only on systems without memfd)."""
-        return io.BytesIO(self.data)
+    def stream(self) -> BinaryIO:
+        """A new file object over the bytes (close it after use): the sealed memfd itself, so nothing is copied; a
+        copy in memory only on systems without memfd."""
+        return open(self.path(), "rb") if self.fd >= 0 else io.BytesIO(self.data)
 
     def close(self) -> None:
         """Release the snapshot (tensors already mapped from it stay valid)."""
@@ -67,7 +69,7 @@ class Snapshot:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> "Snapshot":
+    def __enter__(self) -> Snapshot:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -159,7 +161,8 @@ def _copy_hashed(fd_in: int, before: os.stat_result, detector: str, shown: str, 
 # --------------------------------------------------------------------------------------------- sniffing
 
 def sniff(snap: Snapshot, detector: str) -> str:
-    """What kind of file this is, from its first bytes: ``zip`` | ``torchscript`` | ``pickle`` | ``safetensors``.
+    """What kind of file this is, from its first bytes: ``zip`` | ``torchscript`` | ``pickle`` | ``safetensors``
+    (or ``pickle0``: maybe a text-protocol pickle, which is only scanned).
 
     Every other kind raises one accurate sentence with the fix (empty, Git-LFS pointer, HTML page, macOS ``._``
     file, a zip that is not a torch archive, unknown bytes).
@@ -174,9 +177,10 @@ def sniff(snap: Snapshot, detector: str) -> str:
 
     if snap.size == 0:
         raise bad("is empty (0 bytes): the download or copy did not complete.", "Get the file again.")
-    if head.startswith(APPLEDOUBLE_MAGIC) or Path(name).name.startswith("._"):
-        raise bad("is a macOS metadata file (an AppleDouble '._' file created when copying to a non-Mac disk), "
-                  "not a checkpoint.", "Use the file of the same name without the '._' prefix.")
+    apple = bad("is a macOS metadata file (an AppleDouble '._' file created when copying to a non-Mac disk), "
+                "not a checkpoint.", "Use the file of the same name without the '._' prefix.")
+    if head.startswith(APPLEDOUBLE_MAGIC):
+        raise apple
     if head.startswith(b"version https://git-lfs"):
         raise bad(f"is a Git LFS pointer ({snap.size} bytes of text), not the checkpoint itself: the repository "
                   "was cloned without fetching its large files.",
@@ -186,7 +190,7 @@ def sniff(snap: Snapshot, detector: str) -> str:
         raise bad("is an HTML web page, not a checkpoint (typically a Google Drive quota, virus-scan or sign-in "
                   "page saved instead of the file).",
                   "Open the link in a browser, download the file itself, and import that.")
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _zip_kind(snap, bad)
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "pickle"
@@ -194,13 +198,27 @@ def sniff(snap: Snapshot, detector: str) -> str:
         (n,) = struct.unpack("<Q", head[:8])
         if 2 <= n <= snap.size - 8 and head[8:9] == b"{":
             return "safetensors"
-    raise bad("is not a PyTorch or safetensors checkpoint: its first bytes match no known format (random or "
-              "damaged data, or another kind of file).", "Check that you picked the right file, or get it again.")
+    if head[:1] in _TEXT_PICKLE_STARTS:
+        return "pickle0"                  # maybe a text-protocol pickle: scanned, so one that names code is refused
+    if Path(name).name.startswith("._"):  # an AppleDouble file without its magic (damaged): still say what it is
+        raise apple
+    raise unknown_format(detector, name)
 
 
-def _zip_kind(snap: Snapshot, bad) -> str:  # noqa: ANN001 - local error factory
+# first opcode of a protocol 0/1 pickle: MARK, GLOBAL, EMPTY_DICT, EMPTY_LIST, EMPTY_TUPLE
+_TEXT_PICKLE_STARTS = (b"(", b"c", b"}", b"]", b")")
+
+
+def unknown_format(detector: str, name: str) -> WeightsCorrupt:
+    """The sentence for bytes that match no checkpoint format."""
+    return WeightsCorrupt(detector, f"checkpoint {name} is not a PyTorch or safetensors checkpoint: its first bytes "
+                                    "match no known format (random or damaged data, or another kind of file).",
+                          path=name, how_to_fix="Check that you picked the right file, or get it again.")
+
+
+def _zip_kind(snap: Snapshot, bad) -> str:
     try:
-        with zipfile.ZipFile(snap.stream()) as zf:
+        with snap.stream() as f, zipfile.ZipFile(f) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise bad(f"is a damaged or truncated zip archive ({exc}).", "Get the file again.") from None

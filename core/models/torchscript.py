@@ -52,7 +52,7 @@ class _Stub:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "_Stub":
+    def __call__(self, *args: Any, **kwargs: Any) -> _Stub:
         return _Stub()
 
     def __setstate__(self, state: Any) -> None:
@@ -87,6 +87,14 @@ class _ScanUnpickler(pickle.Unpickler):
         return _Stub()
 
 
+def refused(detector: str, name: str, what: str) -> WeightsRefused:
+    """The one sentence for a pickle that names code (the only failure that says "would run code")."""
+    return WeightsRefused(detector, f"checkpoint {name} was refused: it names the Python object {what} and would "
+                                    "run code when loaded (only plain tensors are accepted). It was not executed.",
+                          path=name, how_to_fix="Use the official checkpoint, or re-save the weights as a plain "
+                                                "state dict (torch.save(model.state_dict(), ...)).")
+
+
 def scan_pickle(data: bytes, detector: str, name: str) -> list[tuple[str, torch.dtype, int]]:
     """Refuse a pickle that names code; return the storages it declares as ``(key, dtype, numel)``.
 
@@ -98,11 +106,7 @@ def scan_pickle(data: bytes, detector: str, name: str) -> list[tuple[str, torch.
     try:
         up.load()
     except Disallowed as exc:
-        raise WeightsRefused(detector, f"checkpoint {name} was refused: it names the Python object {exc} and "
-                                       "would run code when loaded (only plain tensors are accepted). It was "
-                                       "not executed.", path=name,
-                             how_to_fix="Use the official checkpoint, or re-save the weights as a plain state dict "
-                                        "(torch.save(model.state_dict(), ...)).") from None
+        raise refused(detector, name, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any malformed pickle is one sentence
         raise WeightsCorrupt(detector, f"checkpoint {name} is damaged: its pickle cannot be read "
                                        f"({type(exc).__name__}).", path=name,
@@ -128,8 +132,8 @@ def check_records(zf: zipfile.ZipFile, prefix: str, storages: list[tuple[str, to
 
 # --------------------------------------------------------------------------------------------- TorchScript
 
-_CLASS = re.compile(r"^class (\w+)\(Module\):\n((?:[ \t]+.*\n|\n)*)", re.M)
-_LIST = re.compile(r"^\s+__(parameters|buffers)__ = \[([^\]]*)\]", re.M)
+_CLASS = re.compile(r"^class (\w+)\(Module\):\n((?:[ \t]+.*\n|\n)*)", re.MULTILINE)
+_LIST = re.compile(r"^\s+__(parameters|buffers)__ = \[([^\]]*)\]", re.MULTILINE)
 
 
 def _declared_members(zf: zipfile.ZipFile, prefix: str) -> dict[str, list[str]]:
@@ -160,6 +164,22 @@ class _ScriptObject:
             self.__dict__.update(state)
 
 
+def _as_list(items: Any) -> list:
+    return list(items)
+
+
+def _untagged(value: Any, _type: Any) -> Any:
+    return value
+
+
+# The TorchScript pickler tags typed lists and containers with these torch.jit._pickle functions; all they do is
+# return their argument, so our own identity functions stand in for them (torch's are never resolved).
+_JIT_LIST_TAGS: dict[str, Callable[..., Any]] = {
+    **{f"build_{kind}list": _as_list for kind in ("int", "double", "bool", "tensor")},
+    "restore_type_tag": _untagged,
+}
+
+
 class _ScriptUnpickler(pickle.Unpickler):
     def __init__(self, data: bytes, load_storage: Callable[[str, torch.dtype, int], Any]) -> None:
         super().__init__(io.BytesIO(data))
@@ -174,6 +194,8 @@ class _ScriptUnpickler(pickle.Unpickler):
             return self.classes[full]
         if full == "torch._utils._rebuild_tensor_v2":
             return torch._utils._rebuild_tensor_v2
+        if module == "torch.jit._pickle" and name in _JIT_LIST_TAGS:
+            return _JIT_LIST_TAGS[name]
         if full == "collections.OrderedDict":
             return collections.OrderedDict
         if module == "torch" and name.endswith("Storage") and isinstance(getattr(torch, name, None), type):
@@ -230,8 +252,7 @@ def read_torchscript(zf: zipfile.ZipFile, detector: str, name: str) -> dict[str,
     try:
         root = _ScriptUnpickler(zf.read(pkl), load_storage).load()
     except Disallowed as exc:
-        raise WeightsRefused(detector, f"checkpoint {name} was refused: its TorchScript data names {exc}, which "
-                                       "is not a tensor. It was not executed.", path=name) from None
+        raise refused(detector, name, str(exc)) from None
     except WeightsCorrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a malformed archive is one sentence

@@ -69,7 +69,7 @@ def variant(request, built) -> tuple[DetectorSpec, Detector]:
     return request.param, built.get(request.param)
 
 
-def _image(size: tuple[int, int] = (72, 56), seed: int = 0) -> Image.Image:
+def _image(size: tuple[int, int] = (256, 232), seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 

@@ -213,8 +213,9 @@ class OpenAIClipViTB16(nn.Module):
 
 
 def clean_backbone_state_dict(obj: Any, detector: str = "P2G", path: str | None = None) -> dict[str, torch.Tensor]:
-    """Accept an OpenAI-named CLIP ViT-B/16 state dict (open_clip's ``open_clip_pytorch_model.bin`` or the state
-    dict of OpenAI's model) and drop what is not a weight.
+    """Accept an OpenAI-named CLIP ViT-B/16 state dict (open_clip's ``open_clip_model.safetensors`` /
+    ``open_clip_pytorch_model.bin``, or the state dict read from OpenAI's TorchScript ``ViT-B-16.pt``) and drop what
+    is not a weight.
 
     Unwraps ``{'state_dict': ...}``, strips a ``module.`` prefix, drops ``input_resolution``/``context_length``/
     ``vocab_size`` and reshapes a 1-element ``logit_scale`` to a scalar.

@@ -21,8 +21,10 @@ the checkpoint's ensembling flags ``[False, False, True, False]``) in our own co
    the per-class maxima, else the max pair). Our logit is ``fake − real`` of the chosen pair, so
    ``sigmoid(logit) = softmax(pair)[fake]``.
 
-The backbone weights come from a second file (open_clip's plain state dict of OpenAI ViT-B/16, OpenAI key names);
-the checkpoint holds only the prompts and the task keys. The CLIP modules, tokenizer and class names live in
+The backbone weights come from a second file in OpenAI key names: open_clip's copy of OpenAI ViT-B/16
+(``open_clip_model.safetensors`` or ``open_clip_pytorch_model.bin``) or OpenAI's own TorchScript ``ViT-B-16.pt``, whose
+tensors are read without running its code (:mod:`core.models.torchscript`); the checkpoint holds only the prompts and
+the task keys. The CLIP modules, tokenizer and class names live in
 :mod:`core.models.detectors.p2g_clip`. The network reads two views of each image, so :meth:`P2GDetector.batch` stacks
 them on the channel axis and :meth:`P2GDetector.forward` takes that ``[N, 6, 224, 224]`` batch, like every family's
 forward takes what its ``batch`` builds.
@@ -251,7 +253,11 @@ class P2GDetector(Detector):
                 continue
             if not isinstance(value, torch.Tensor):
                 raise bad(f"keys[{name!r}] is not a tensor")
+            if not value.is_floating_point():         # never cast integer or boolean data into prototypes
+                raise bad(f"keys[{name!r}] is {value.dtype}, not floating-point")
             value = value.detach().to("cpu", torch.float32)
+            if not bool(torch.isfinite(value).all()):      # also float64 values beyond float32's range
+                raise bad(f"keys[{name!r}] holds NaN or infinite values (or values too large for float32)")
             if value.dim() == 1:                  # single-task layout (TrueFake bundle): [512] is one task
                 value = value.unsqueeze(0)
             if tuple(value.shape) != (n_tasks, EMBED_DIM):
@@ -278,6 +284,9 @@ class P2GDetector(Detector):
 
     def load_backbone(self, checkpoint: Any, path: str | None = None) -> None:
         """Load OpenAI CLIP ViT-B/16 weights (OpenAI key names; fp16 files are cast to float32) strictly.
+
+        ``checkpoint`` is what :func:`~core.models.checkpoint.load_checkpoint` returns for open_clip's state dict
+        (safetensors or pickle) or for OpenAI's TorchScript ``ViT-B-16.pt`` (its state dict, read without running it).
 
         Raises:
             WeightsCorrupt: the file is not an OpenAI-named ViT-B/16 state dict.

@@ -1,5 +1,6 @@
 """Resolution of a detector's checkpoint: explicit path → ``local`` sources in the YAML → the weights folder →
-the Hugging Face Hub cache → download (only when asked and online).
+the Hugging Face Hub cache (open_clip's ``open_clip_model.safetensors`` before ``open_clip_pytorch_model.bin``, as
+open_clip itself looks them up) → download (only when asked and online).
 """
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from pathlib import Path
 from core.errors import WeightsUnavailable
 from core.models.specs import DetectorSpec
 from core.models.weights.download import download
-from core.models.weights.store import Progress, check_digest, hf_cached, part_spec, how_to_fix, installed_path
+from core.models.weights.store import (
+    Progress,
+    check_digest,
+    hf_cached_any,
+    hf_lookups,
+    how_to_fix,
+    installed_path,
+    part_spec,
+)
 
 
 def resolve_weights(spec: DetectorSpec, *, weights: str | Path | None = None, weights_dir: str | Path | None = None,
@@ -61,10 +70,11 @@ def resolve_weights(spec: DetectorSpec, *, weights: str | Path | None = None, we
     tried.append(f"{dest}: not installed")
     for src in ws.sources:
         if src.type == "hf":
-            hit = hf_cached(src)
+            hit = hf_cached_any(ws, src)
             if hit is not None:
                 return checked(hit)
-            tried.append(f"Hugging Face cache {src.repo_id}/{src.filename}: not cached")
+            names = " or ".join(alt.filename or "" for alt in hf_lookups(ws, src))
+            tried.append(f"Hugging Face cache {src.repo_id}/{names}: not cached")
     if allow_download:
         return download(spec, part=part, weights_dir=wd, progress=progress)
     raise WeightsUnavailable(spec.id, tried, how_to_fix(spec, part),
