@@ -54,7 +54,7 @@ done = st.session_state.get("video.analysis")
 if up is None or not done or done[0] != up.name:
     st.info("Upload a video (mp4, mov, webm, mkv, avi or animated GIF) and press Analyse.")
     st.stop()
-name, path, analysis = done
+name, data, analysis = done
 render_headline(analysis)
 if not analysis.frames:
     st.stop()
@@ -72,6 +72,6 @@ if st.session_state.get("video.frame") not in options:
     st.session_state["video.frame"] = analysis.tracks[0].best_frame if analysis.tracks else options[0]
 index = options[0] if len(options) == 1 else st.select_slider(
     "Sampled frame", options, key="video.frame", format_func=lambda i: f"frame {i} · {analysis.frames[i].t:.2f} s")
-render_frame(analysis, path, index)
+render_frame(analysis, data, index)
 st.subheader("Downloads")
 render_downloads(analysis, name)

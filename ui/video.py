@@ -1,10 +1,10 @@
 """Video page helpers: the Plotly timeline (pure), the analysis run with progress/ETA/cancel, gallery and frame view."""
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import math
 import tempfile
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -13,14 +13,19 @@ import streamlit as st
 from core.errors import BadVideo, DeepfakeLensError
 from core.models.detectors.face import FaceDetector
 from core.style import PALETTE
+from core.verdict.present import DIRECTION_COLOUR, UNCALIBRATED_NOTE, headline_text, level_meanings
 from core.video.analyse import CAVEAT, VideoAnalysis, analyse_video, split_detectors
 from core.video.reader import read_frame_at
 from core.video.report import frame_with_boxes, timeline_series, write_outputs
 from core.video.sampling import SamplingPlan
+from core.video.verdict import video_rules_text
 from ui.figures import draw_boxes, heat_overlay
 from ui.models import availability, chosen_keys, get_detector
+from ui.verdict import rules
+from ui.widgets import current_profile
 
 VIDEO_TYPES = ["mp4", "mov", "webm", "mkv", "avi", "gif"]
+GALLERY_SIDE = 200        # px: the 160-px face crops are shown near their size, not stretched to the column
 
 
 def timeline_figure(a: VideoAnalysis) -> go.Figure:
@@ -52,16 +57,14 @@ def timeline_figure(a: VideoAnalysis) -> go.Figure:
     return fig
 
 
-def _save_upload(name: str, data: bytes) -> Path:
-    """Write the upload once per content into this session's temp folder (the reader needs a seekable file)."""
-    folder = st.session_state.get("video.tmpdir")
-    if folder is None or not Path(folder).is_dir():
-        folder = tempfile.mkdtemp(prefix="deepfake-lens-video-")
-        st.session_state["video.tmpdir"] = folder
-    path = Path(folder) / (hashlib.sha256(data).hexdigest()[:16] + Path(name).suffix.lower())
-    if not path.exists():
+@contextlib.contextmanager
+def _as_file(name: str, data: bytes) -> Iterator[Path]:
+    """The upload as a temporary file for the reader (which needs a seekable file), deleted right after use:
+    the analyst's video never stays on the server's disk."""
+    with tempfile.TemporaryDirectory(prefix="deepfake-lens-video-") as folder:
+        path = Path(folder) / ("upload" + Path(name).suffix.lower()[:8])
         path.write_bytes(data)
-    return path
+        yield path
 
 
 def ready_keys() -> tuple[list[str], list[str]]:
@@ -72,37 +75,52 @@ def ready_keys() -> tuple[list[str], list[str]]:
 
 def run_analysis(name: str, data: bytes, plan: SamplingPlan, keys: list[str], use_face: bool) -> None:
     """Analyse with a progress bar (frames, ETA) and a Cancel button; the result goes to session state."""
-    path = _save_upload(name, data)
     dets = [d for d in (get_detector(k)[0] for k in keys) if d is not None]
     face, others = split_detectors(dets)
     face = face if use_face else None
     bar = st.progress(0.0, text="reading the video…")
     st.session_state["video.cancel"] = False
-    st.button("Cancel", key="video.cancel_btn", on_click=lambda: st.session_state.update({"video.cancel": True}))
+    cancel = st.empty()       # shown while the analysis runs, removed when it ends
+    cancel.button("Cancel", key="video.cancel_btn",
+                  on_click=lambda: st.session_state.update({"video.cancel": True}))
 
     def progress(done: int, planned: int, elapsed: float) -> None:
         eta = elapsed / done * (planned - done)
         bar.progress(min(1.0, done / planned), text=f"frame {done} of {planned} · {elapsed:.0f} s · ETA {eta:.0f} s")
 
     try:
-        a = analyse_video(str(path), plan=plan, face=face, detectors=others, progress=progress,
-                          should_stop=lambda: bool(st.session_state.get("video.cancel")))
+        with _as_file(name, data) as path:
+            a = analyse_video(str(path), plan=plan, face=face, detectors=others, progress=progress,
+                              should_stop=lambda: bool(st.session_state.get("video.cancel")),
+                              profile=current_profile(), rules=rules())
     except DeepfakeLensError as exc:
         st.session_state["video.error"] = str(exc.why if isinstance(exc, BadVideo) else exc)
         st.session_state["video.analysis"] = None
         bar.empty()
+        cancel.empty()
         return
     st.session_state["video.error"] = None
-    st.session_state["video.analysis"] = (name, str(path), a)
+    st.session_state["video.analysis"] = (name, data, a)
+    st.session_state["video.frame_images"] = {}
     bar.empty()
+    cancel.empty()
 
 
 def render_headline(a: VideoAnalysis) -> None:
-    """The graded verdict, its reasons and the reading summary."""
+    """The graded assessment (the image pages' words: :mod:`core.verdict.present`), its reasons, the reading summary."""
     s = a.assessment
-    box = {"fake": st.error, "real": st.success}.get(s.direction or "", st.warning)
-    p = "—" if s.p_fake is None or not math.isfinite(s.p_fake) else f"{s.p_fake:.2f}"
-    box(f"**{s.headline}** · P(fake) {p}\n\n" + "\n".join(f"- {r}" for r in s.reasons))
+    st.markdown(f"### :{DIRECTION_COLOUR[s.direction]}[{headline_text(s)}]")
+    st.markdown("\n".join(f"- {r}" for r in s.reasons))
+    for line in s.excluded:
+        st.caption(line)
+    if s.calibration:
+        st.caption("Calibration profile:")
+        st.text("\n".join(s.calibration))    # may quote the uploaded profile: plain text, never Markdown
+    if s.p_fake is None:
+        st.caption(UNCALIBRATED_NOTE[0].upper() + UNCALIBRATED_NOTE[1:] + ".")
+    with st.expander("What the levels mean"):
+        st.markdown("\n".join(f"- **{name}**: {text}" for name, text in level_meanings(rules()).items()))
+        st.caption(video_rules_text())
     st.caption(f"{a.stats.frames_read} frames read ({a.plan.describe()}), {len(a.tracks)} face track(s), "
                f"{a.elapsed_s:.1f} s. " + ("" if a.face_classifier else
                                            "FACE weights not installed: faces are found and tracked, not scored."))
@@ -123,14 +141,19 @@ def render_gallery(a: VideoAnalysis) -> None:
             img = heat_overlay(tr.thumbnail, tr.heatmap) if tr.heatmap is not None else tr.thumbnail
             p = f"mean {tr.p_mean:.2f}, max {tr.p_max:.2f}, {tr.share_above:.0%} > {tr.threshold:g}" \
                 if tr.scored else "not scored"
-            st.image(img, caption=f"Track {tr.id} · {tr.first_t:.1f}–{tr.last_t:.1f} s · {tr.n_frames} frames · {p}")
+            st.image(img, width=GALLERY_SIDE,
+                     caption=f"Track {tr.id} · {tr.first_t:.1f}–{tr.last_t:.1f} s · {tr.n_frames} frames · {p}")
 
 
-def render_frame(a: VideoAnalysis, path: str, index: int) -> None:
+def render_frame(a: VideoAnalysis, data: bytes, index: int) -> None:
     """The chosen sampled frame at full size with its face boxes, and Grad-CAM of its faces when FACE is loaded."""
     fr = next((f for f in a.frames if f.index == index), a.frames[0])
     try:
-        image = read_frame_at(path, fr.t).image
+        cache = st.session_state.setdefault("video.frame_images", {})
+        if fr.index not in cache:              # decoded once per analysis, then kept for reruns
+            with _as_file("video", data) as path:
+                cache[fr.index] = read_frame_at(str(path), fr.t).image
+        image = cache[fr.index]
     except BadVideo:
         st.image(frame_with_boxes(fr), caption=f"frame {fr.index} at {fr.t:.2f} s (thumbnail)")
         return
@@ -147,12 +170,13 @@ def render_frame(a: VideoAnalysis, path: str, index: int) -> None:
 
 def render_downloads(a: VideoAnalysis, name: str) -> None:
     """video.json, timeline.csv and report.html as downloads."""
-    out = Path(st.session_state.get("video.tmpdir") or tempfile.mkdtemp()) / f"out-{int(time.time() * 1000)}"
-    paths = write_outputs(a, out, name)
+    with tempfile.TemporaryDirectory(prefix="deepfake-lens-video-out-") as out:
+        paths = write_outputs(a, Path(out), name)
+        files = {kind: (p.name, p.read_bytes()) for kind, p in paths.items()}
     cols = st.columns(3)
     for col, (kind, mime) in zip(cols, [("json", "application/json"), ("csv", "text/csv"), ("html", "text/html")]):
         with col:
-            st.download_button(paths[kind].name, paths[kind].read_bytes(), file_name=paths[kind].name, mime=mime,
+            st.download_button(files[kind][0], files[kind][1], file_name=files[kind][0], mime=mime,
                                key=f"video.dl.{kind}")
 
 

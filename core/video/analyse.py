@@ -23,17 +23,17 @@ from core.models.detectors.base import Detector
 from core.models.detectors.face import FaceCfg, FaceDetector, find_faces, prepare_face
 from core.models.registry import get_spec
 from core.models.selection import installed_variants
+from core.verdict.assessment import Assessment
 from core.verdict.calibration import Profile
+from core.verdict.rules import Rules
 from core.video.reader import ReadStats, VideoInfo, probe
 from core.video.sampling import SamplingPlan, sample_frames, target_times
 from core.video.tracks import Track, Tracker
-from core.video.verdict import VideoAssessment, assess_video
+from core.video.verdict import CAVEAT, FrameSeries, assess_video
 
 THUMB_SIDE = 160          # long side of the per-frame thumbnails kept for the timeline and report
 CROP_SIDE = 160           # side of the face thumbnails in the track gallery
 MAX_CAM_TRACKS = 12       # Grad-CAM is computed for at most this many tracks (the most suspicious first)
-CAVEAT = ("Whole-frame detectors were trained on still images; on compressed video frames their scores are weak "
-          "evidence (codec artefacts are not generator artefacts).")
 
 Progress = Callable[[int, int, float], None]      # (frames done, frames planned, seconds elapsed)
 
@@ -83,6 +83,7 @@ class TrackSummary:
     best_t: float
     best_box: tuple[float, float, float, float]
     thumbnail: Image.Image = field(repr=False)
+    p_fakes: tuple[float, ...] = ()   # each sighting's P(fake), in time order (NaN without classifier weights)
     heatmap: np.ndarray | None = field(default=None, repr=False)   # Grad-CAM over the crop, in [0, 1]
 
     @property
@@ -111,10 +112,11 @@ class VideoAnalysis:
     tracks: list[TrackSummary]
     detectors: list[str]          # whole-frame detector keys
     face_classifier: str | None   # FACE key when its weights were installed, else None (boxes only)
-    assessment: VideoAssessment
+    assessment: Assessment
     elapsed_s: float
     cancelled: bool = False
     notes: list[str] = field(default_factory=list)
+    precision: dict[str, str] = field(default_factory=dict)   # detector key -> "fp32" or "bf16" (fast mode)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``video.json`` document."""
@@ -122,7 +124,7 @@ class VideoAnalysis:
                 "reading": {"frames_read": self.stats.frames_read, "frames_decoded": self.stats.frames_decoded,
                             "decode_errors": self.stats.decode_errors, "stopped_early": self.stats.stopped or None,
                             "notes": self.stats.notes},
-                "face_classifier": self.face_classifier, "detectors": self.detectors,
+                "face_classifier": self.face_classifier, "detectors": self.detectors, "precision": self.precision,
                 "caveat": CAVEAT if self.detectors else None, "cancelled": self.cancelled,
                 "elapsed_s": round(self.elapsed_s, 3), "notes": self.notes,
                 "frames": [f.to_dict() for f in self.frames], "tracks": [t.to_dict() for t in self.tracks],
@@ -159,6 +161,7 @@ class _Calibration:
     def __init__(self, profile: Profile | None) -> None:
         self.profile = profile
         self.notes: dict[str, str] = {}
+        self.applied: set[str] = set()
 
     def p(self, det: Detector, logit: float) -> float:
         """Calibrated P(fake) when the profile applies to this detector's weights, else ``sigmoid(logit)``."""
@@ -168,6 +171,7 @@ class _Calibration:
         if out is None:
             self.notes.setdefault(det.spec.key, f"{det.spec.key}: calibration not applied: {why}.")
             return sigmoid(logit)
+        self.applied.add(det.spec.key)
         return float(out[0])
 
     def threshold(self, det: Detector) -> float:
@@ -222,15 +226,18 @@ class _FaceStage:
             p_mean=float(fin.mean()) if fin.size else float("nan"),
             p_max=float(fin.max()) if fin.size else float("nan"),
             share_above=float((fin > thr).mean()) if fin.size else float("nan"), threshold=thr,
-            best_frame=b.frame, best_t=b.t, best_box=b.box, thumbnail=b.crop)
+            best_frame=b.frame, best_t=b.t, best_box=b.box, thumbnail=b.crop, p_fakes=tuple(map(float, ps)))
 
 
 def _score_frame(detectors: Sequence[Detector], image: Image.Image, notes: list[str],
-                 calibration: _Calibration) -> dict[str, float]:
+                 calibration: _Calibration, series: dict[str, FrameSeries]) -> dict[str, float]:
+    """Each whole-frame detector's (calibrated) P(fake) on one frame; its result joins its series."""
     scores: dict[str, float] = {}
     for det in detectors:
         try:
-            scores[det.spec.key] = calibration.p(det, float(det.predict(image).logit))
+            result = det.predict(image)
+            series.setdefault(det.spec.key, FrameSeries()).add(result)
+            scores[det.spec.key] = calibration.p(det, float(result.logit))
         except DeepfakeLensError as exc:       # e.g. a frame too small for a full-resolution detector
             scores[det.spec.key] = float("nan")
             if len(notes) < 20:
@@ -240,7 +247,8 @@ def _score_frame(detectors: Sequence[Detector], image: Image.Image, notes: list[
 
 def analyse_video(path: str, *, plan: SamplingPlan | None = None, face: FaceDetector | None = None,
                   detectors: Sequence[Detector] = (), with_cam: bool = True, progress: Progress | None = None,
-                  should_stop: Callable[[], bool] | None = None, profile: Profile | None = None) -> VideoAnalysis:
+                  should_stop: Callable[[], bool] | None = None, profile: Profile | None = None,
+                  rules: Rules | None = None) -> VideoAnalysis:
     """Sample a video's frames and run face tracking and the whole-frame detectors on them.
 
     Args:
@@ -252,6 +260,7 @@ def analyse_video(path: str, *, plan: SamplingPlan | None = None, face: FaceDete
         progress: called after each frame with (done, planned, elapsed seconds).
         should_stop: polled after each frame; True stops reading (the result says ``cancelled``).
         profile: a calibration profile; scores of the detectors (and weights) it was fitted on are calibrated.
+        rules: the assessment's rules (default: configs/ensemble.yaml).
 
     Returns:
         A :class:`VideoAnalysis`; when the file breaks part-way it holds the frames that could be read.
@@ -270,10 +279,11 @@ def analyse_video(path: str, *, plan: SamplingPlan | None = None, face: FaceDete
     stage = _FaceStage(face, max_gap_s=max(2.5 * interval, 1.0), calibration=calibration)
     frames: list[FrameRecord] = []
     notes: list[str] = []
+    series: dict[str, FrameSeries] = {}
     cancelled = False
     for fr in sample_frames(path, info, plan, stats):
         faces = stage.run(fr.index, fr.t, fr.image)
-        scores = _score_frame(detectors, fr.image, notes, calibration)
+        scores = _score_frame(detectors, fr.image, notes, calibration, series)
         frames.append(FrameRecord(index=fr.index, t=fr.t, size=fr.image.size, faces=faces, scores=scores,
                                   thumb_jpeg=_jpeg(fr.image, THUMB_SIDE)))
         if progress is not None:
@@ -284,11 +294,15 @@ def analyse_video(path: str, *, plan: SamplingPlan | None = None, face: FaceDete
     tracks = stage.summaries(with_cam)
     notes = list(calibration.notes.values()) + notes
     keys = [d.spec.key for d in detectors]
-    assessment = assess_video(frames=[(f.t, f.scores) for f in frames], tracks=tracks, detectors=keys,
-                              face_scored=face is not None, stats=stats, cancelled=cancelled)
+    summaries = [r for r in (series[k].summary() for k in keys if k in series) if r is not None]
+    assessment = assess_video(
+        n_frames=len(frames), tracks=tracks, frame_results=summaries, face_scored=face is not None, stats=stats,
+        cancelled=cancelled, face_calibrated=face is not None and face.spec.key in calibration.applied,
+        frame_size=frames[0].size if frames else None, rules=rules, profile=profile)
     return VideoAnalysis(info=info, plan=plan, stats=stats, frames=frames, tracks=tracks, detectors=keys,
                          face_classifier=face.spec.key if face is not None else None, assessment=assessment,
-                         elapsed_s=time.perf_counter() - t0, cancelled=cancelled, notes=notes)
+                         elapsed_s=time.perf_counter() - t0, cancelled=cancelled, notes=notes,
+                         precision={d.spec.key: d.precision for d in [*([face] if face else []), *detectors]})
 
 
 def split_detectors(detectors: Sequence[Detector]) -> tuple[FaceDetector | None, list[Detector]]:

@@ -26,6 +26,8 @@ _FORMATS = {"mov", "mp4", "matroska", "webm", "avi", "gif"}
 SEEK_GAP_S = 2.0
 # Most frames decoded while looking for one sample (a file whose timestamps never reach the target stops here).
 MAX_DECODE_PER_SAMPLE = 2_000
+# Frames ending this many seconds before the header's duration count as a file that ended early.
+END_SLACK_S = 1.0
 # Corrupt packets tolerated before the rest of the file is given up on.
 MAX_DECODE_ERRORS = 50
 
@@ -224,6 +226,7 @@ class FrameReader:
                 it = self._seek(container, stream, target)
             frame, last_t = self._advance(it, target, last_t)
             if frame is None:
+                self._ended_early(last_t)
                 return
             if last_t > t_limit:
                 self.stats.stopped = f"past the {t_limit:.0f}-s duration limit"
@@ -232,6 +235,17 @@ class FrameReader:
                 return
             yield SampledFrame(index=self.stats.frames_read, t=last_t, image=_to_image(frame, self.info.rotation))
             self.stats.frames_read += 1
+
+    def _ended_early(self, last_t: float) -> None:
+        """Say so when the frames end well before the header's duration (truncated file, or a lying header)."""
+        duration = self.info.duration_s
+        if self.stats.stopped or not duration:
+            return
+        if last_t == -math.inf:
+            self.stats.stopped = "no frame could be decoded"
+        elif duration - last_t > END_SLACK_S:
+            self.stats.stopped = (f"the frames end at {last_t:.2f} s although the header says {duration:.2f} s "
+                                  "(a truncated file or a wrong header)")
 
     def _seek(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
               target: float) -> Iterator[av.VideoFrame]:

@@ -19,7 +19,9 @@ from PIL import Image, ImageDraw
 
 from core.style import PALETTE
 from core.tables import rows_to_csv
+from core.verdict.present import UNCALIBRATED_NOTE, headline_text
 from core.video.analyse import CAVEAT, FrameRecord, TrackSummary, VideoAnalysis
+from core.video.verdict import video_rules_text
 
 _CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#111827}"
         "table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #d1d5db;padding:.2em .5em;"
@@ -171,12 +173,15 @@ def render_html(a: VideoAnalysis, name: str) -> str:
             ("whole-frame detectors", ", ".join(a.detectors) or "none"), ("analysis time", f"{a.elapsed_s:.1f} s")]
     table = "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
     reasons = "".join(f"<li>{_e(r)}</li>" for r in s.reasons)
+    notes = list(s.excluded) + list(s.calibration) + ([] if s.p_fake is not None else [UNCALIBRATED_NOTE])
+    notes_html = "".join(f"<li class='muted'>{_e(n)}</li>" for n in notes)
     caveat = f"<div class='box warn'>{_e(CAVEAT)}</div>" if a.detectors else ""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Deepfake Lens video report — "
             f"{_e(name)}</title><style>{_CSS}</style></head><body><h1>Deepfake Lens — video report</h1>"
             f"<p class='muted'>{_e(name)} · generated {stamp}</p>"
-            f"<div class='box'><b>{_e(s.headline)}</b> (P(fake) {_f(s.p_fake)})<ul>{reasons}</ul></div>{caveat}"
+            f"<div class='box'><b>{_e(headline_text(s))}</b><ul>{reasons}{notes_html}</ul>"
+            f"<p class='muted'>{_e(video_rules_text())}</p></div>{caveat}"
             f"<h2>Video</h2>{table}<h2>Timeline</h2>{chart}"
             f"<h2>Track gallery and most suspicious frames</h2>{_track_gallery(a)}</body></html>")
 

@@ -41,7 +41,10 @@ def _plotly(at: AppTest) -> list[dict]:
     return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
 
 
-def test_upload_analyse_shows_timeline_gallery_and_frame(two_faces):
+def test_upload_analyse_shows_timeline_gallery_and_frame(two_faces, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))          # the analyst's video must not stay on the server's disk
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     at = _page()
     assert "Upload a video" in at.info[0].value
     at.file_uploader(key="video.upload").upload("two.mp4", two_faces.read_bytes(), "video/mp4").run()
@@ -52,23 +55,30 @@ def test_upload_analyse_shows_timeline_gallery_and_frame(two_faces):
     assert len(figs) == 1
     names = {t.get("name") for t in figs[0]["data"]}
     assert {"track 0 seen", "track 1 seen"} <= names                # one trace per track (unscored: presence)
-    assert "Inconclusive" in at.warning[0].value and "weights are not installed" in at.warning[0].value
+    md = " ".join(m.value for m in at.markdown)
+    assert ":orange[Inconclusive: 2 face track(s) found, but the FACE classifier's weights are not installed]" in md
+    assert "no detector scored the frames or the faces" in md
     captions = [i.proto.imgs[0].caption for i in at.get("image")]
     assert sum(c.startswith("Track ") for c in captions) == 2 and any(c.startswith("frame ") for c in captions)
     assert len(at.get("download_button")) == 3
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith("deepfake-lens-video")]
+    assert left == [], left                                          # upload and outputs deleted after use
 
 
 def test_whole_frame_detector_line_and_caveat(tmp_path, tiny_config, weights_home):
-    install_tiny_detectors(tiny_config, weights_home, {"TINY": (0.5, 2.0)})
+    install_tiny_detectors(tiny_config, weights_home, {"TINY": (0.5, 2.0), "TB": (0.5, 2.0)})
     clip = write_video(tmp_path / "plain.webm", no_face(), n=20, codec="libvpx")
     at = _page()
     at.file_uploader(key="video.upload").upload("plain.webm", clip.read_bytes(), "video/webm").run()
+    at.number_input(key="video.fps").set_value(2.0).run()
     at.button(key="video.run").click().run()
     assert not at.exception, at.exception
     names = {t.get("name") for t in _plotly(at)[0]["data"]}
-    assert "TINY:original" in names
+    assert {"TINY:original", "TB:original"} <= names
     texts = " ".join(w.value for w in at.warning)
     assert "weak evidence" in texts and "No face was found" in " ".join(i.value for i in at.info)
+    md = " ".join(m.value for m in at.markdown)     # two detectors agree: moderate for an image, weak for a video
+    assert ":red[Weak evidence of AI generation]" in md and "whole frames: 2 of 2 voting detectors" in md
 
 
 def test_hostile_upload_is_one_sentence():

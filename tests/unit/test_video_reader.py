@@ -139,6 +139,7 @@ def test_truncated_mkv_reads_what_is_there(tmp_path):
     (tmp_path / "t.mkv").write_bytes(data[: len(data) * 6 // 10])
     frames, stats = _read(tmp_path / "t.mkv")
     assert 1 <= stats.frames_read < 6 and len(frames) == stats.frames_read
+    assert stats.stopped.startswith(f"the frames end at {frames[-1][0]:.2f} s although the header says 3.00 s")
 
 
 def test_corrupt_frames_mid_stream(tmp_path, clip_mp4):
@@ -148,7 +149,7 @@ def test_corrupt_frames_mid_stream(tmp_path, clip_mp4):
     t0 = time.monotonic()
     _frames, stats = _read(tmp_path / "c.mp4")
     assert time.monotonic() - t0 < 30
-    assert 1 <= stats.frames_read <= 6 and stats.decode_errors >= 0
+    assert 1 <= stats.frames_read <= 6 and stats.decode_errors > 0       # broken packets counted and skipped
 
 
 def test_header_lies_about_resolution(tmp_path, monkeypatch):
@@ -171,6 +172,24 @@ def test_header_lies_about_duration(tmp_path, clip_mp4):
     frames, stats = _read(tmp_path / "lie.mp4")
     assert time.monotonic() - t0 < 30
     assert stats.frames_read == len(frames) <= 120
+
+
+def test_header_lies_about_a_longer_duration(tmp_path):
+    data = write_video(tmp_path / "r.avi", panned([1]), n=20).read_bytes()             # 2 s at 10 frame/s
+    # avih.dwTotalFrames and strh.dwLength both claim 10,000 frames (1000 s)
+    lying = patch_box(patch_box(data, b"avih", 24, "<I", 10_000), b"strh", 40, "<I", 10_000)
+    (tmp_path / "long.avi").write_bytes(lying)
+    assert probe(tmp_path / "long.avi").duration_s == 1000.0
+    t0 = time.monotonic()
+    frames, stats = _read(tmp_path / "long.avi")
+    assert time.monotonic() - t0 < 30 and stats.frames_read == len(frames) >= 1
+    assert "although the header says 1000.00 s" in stats.stopped
+
+
+def test_decoding_is_bounded_in_wall_time(clip_mp4, monkeypatch):
+    monkeypatch.setenv("DEEPFAKE_LENS_VIDEO_DECODE_SECONDS", "0")
+    frames, stats = _read(clip_mp4)
+    assert frames == [] and stats.stopped == "decoding took longer than 0 s"
 
 
 def test_limits_refuse_with_a_sentence(tmp_path, clip_mp4, monkeypatch):
