@@ -3,24 +3,28 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.models.registry import get_spec, list_detectors
 from ui.analysis import ensemble_keys, run_detectors, stored
 from ui.figures import ensemble_bar
 from ui.state import init_state
 from ui.status import status_table
-from ui.verdict import current_assessment, render_headline
-from ui.widgets import image_input, sidebar_settings
+from ui.verdict import current_assessment, render_headline, rule_picker
+from ui.widgets import image_input, show_image, sidebar_settings
 
 st.set_page_config(page_title="Deepfake Lens", page_icon=":material/search:", layout="wide")
 init_state()
 sidebar_settings()
+with st.sidebar:
+    rule_picker()               # the same choice as on the Ensemble page (shared session key)
 
 st.title("Deepfake Lens")
+whole = [d for d in list_detectors() if get_spec(d).coverage.content != "faces"]
 st.markdown(
     "Deepfake Lens tells you whether an image is more likely **camera-made or AI-generated**, and whether a "
-    "**face was swapped**. It runs five published detectors (CLIP-D, R50_TF, R50_nodown, P2G, NPR) and a face "
-    "classifier on CPU, each exactly as its paper's code, and gives a **graded assessment** — strong, moderate or "
-    "weak evidence, or inconclusive — with its reasons. Every number comes with what the model saw, so you can "
-    "judge how far to trust it."
+    f"**face was swapped**. It runs {len(whole)} detectors of AI-generated images ({', '.join(whole)}) and a "
+    "face-swap classifier on CPU, each exactly as its paper's code, and gives a **graded assessment** — strong, "
+    "moderate or weak evidence, or inconclusive — with its reasons. Every number comes with what the model saw, "
+    "so you can judge how far to trust it."
 )
 
 st.subheader("Detectors")
@@ -41,8 +45,7 @@ if picked is not None:
     cur, img = picked
     left, right = st.columns([2, 3])
     with left:
-        st.image(img, caption=f"{cur.name} · {img.width}×{img.height}" + (f" · {cur.note}" if cur.note else ""),
-                 width="stretch")
+        show_image(img, cur)
     with right:
         if not keys:
             st.info("No detector weights are installed yet, so no verdict can be given. Install weights on the "

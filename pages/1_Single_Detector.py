@@ -14,7 +14,7 @@ from ui.forensics_views import render_probe, render_reasons, result_doubts
 from ui.models import apply_threads, availability, get_detector, variants_of
 from ui.state import init_state
 from ui.verdict import render_calibrated
-from ui.widgets import image_input, sidebar_settings
+from ui.widgets import image_input, show_image, sidebar_settings
 
 st.set_page_config(page_title="Single detector · Deepfake Lens", page_icon=":material/biotech:", layout="wide")
 init_state()
@@ -53,12 +53,12 @@ if st.button(f"Run {spec.key}", type="primary", key="single.run"):
             st.error(str(exc))
 res = results.get(spec.key)
 left, right = st.columns([3, 2])
-if res is not None and res.crop_box is not None:
-    shown = draw_boxes(img, [res.crop_box], ["analysed region"])
-    caption = f"{cur.name} · {img.width}×{img.height} · box = region the model analysed"
-else:
-    shown, caption = img, f"{cur.name} · {img.width}×{img.height}"
-left.image(shown, caption=caption, width="stretch")
+with left:
+    if res is not None and res.crop_box is not None:
+        show_image(img, cur, "box = region the model analysed",
+                   shown=draw_boxes(img, [res.crop_box], ["analysed region"]))
+    else:
+        show_image(img, cur)
 if res is None:
     right.info("Press the button to score this image.")
     st.stop()
@@ -69,7 +69,9 @@ with right:
         colour = "red" if res.label == "fake" else "green"
         st.markdown(f"## :{colour}[{res.label.upper()}]")
         m1, m2 = st.columns(2)
-        m1.metric("P(fake)", p_fake_gauge_text(res.p_fake))
+        m1.metric("P(fake)", p_fake_gauge_text(res.p_fake),
+                  help="The detector's own score (sigmoid of its logit): uncalibrated. A calibration profile "
+                       "chosen in the sidebar adds a calibrated P(fake) below.")
         m2.metric("Logit (positive = fake)", f"{res.logit:+.3f}")
         m3, m4 = st.columns(2)
         m3.metric("Threshold", f"{res.threshold:.2f}")

@@ -7,12 +7,13 @@ import pandas as pd
 import streamlit as st
 
 from core.verdict.ensemble import load_config
+from core.verdict.present import fusions_text
 from ui.analysis import ensemble_keys, run_detectors, stored
 from ui.figures import ensemble_bar, vote_table
 from ui.forensics_views import render_probe
 from ui.state import init_state
-from ui.verdict import current_assessment, render_headline, rule_picker
-from ui.widgets import image_input, persistent, sidebar_settings
+from ui.verdict import current_assessment, latest_probe, render_headline, rule_picker
+from ui.widgets import image_input, persistent, show_image, sidebar_settings
 
 st.set_page_config(page_title="Ensemble · Deepfake Lens", page_icon=":material/balance:", layout="wide")
 init_state()
@@ -56,7 +57,8 @@ if picked is None:
     st.stop()
 cur, img = picked
 c_img, c_res = st.columns([2, 3])
-c_img.image(img, caption=f"{cur.name} · {img.width}×{img.height}", width="stretch")
+with c_img:
+    show_image(img, cur)
 with c_res:
     if not keys:
         st.warning("No detector weights are installed: nothing to combine. See the Models page.")
@@ -67,11 +69,13 @@ with c_res:
         st.stop()
     assessment, ens, results = current_assessment(cur)
     render_headline(assessment, ens)
-    m1, m2, m3 = st.columns(3)
-    m1.metric("Votes fake / real", f"{ens.votes_fake:.2f} / {ens.votes_real:.2f}")
-    m2.metric("Detectors that voted", f"{ens.n_voted} of {len(ens.votes)}")
-    m3.metric("Mean logit (uncalibrated)", "n/a" if math.isnan(ens.mean_logit) else f"{ens.mean_logit:+.2f}",
+    m1, m2 = st.columns(2)           # how many voted is in the vote's line above
+    m1.metric("Weighted votes fake / real (uncalibrated)", f"{ens.votes_fake:.2f} / {ens.votes_real:.2f}",
+              help="Sums of weight × each detector's uncalibrated confidence in its own verdict.")
+    m2.metric("Mean logit (uncalibrated)", "n/a" if math.isnan(ens.mean_logit) else f"{ens.mean_logit:+.2f}",
               help="The weighted mean of raw logits on different scales: a score, not a probability.")
+    if fusions_text(ens):
+        st.caption(f"Logit fusions of the vote's detectors: {fusions_text(ens)}.")
     st.write(ens.explanation)
     if ens.excluded:
         with st.expander(f"Left out of the vote ({len(ens.excluded)})"):
@@ -79,5 +83,8 @@ with c_res:
 if ens.votes:
     st.plotly_chart(ensemble_bar(ens), key="ensemble.chart")
     st.dataframe(pd.DataFrame(vote_table(ens, assessment)), hide_index=True, key="ensemble.table")
+    before = latest_probe(cur.sha256)
     with st.expander("Robustness probe — does the verdict survive recompression, resizing, blur?"):
         render_probe(cur, img, keys, key_prefix="ensemble")
+    if latest_probe(cur.sha256) is not before:
+        st.rerun()                    # a probe just run: its flips act on the headline above, drawn again

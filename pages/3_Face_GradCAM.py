@@ -1,15 +1,16 @@
 """Face Grad-CAM: every face MTCNN finds, each scored by the face classifier with a Grad-CAM overlay."""
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from core.models.explain import CAVEAT
 from core.models.registry import get_spec
-from ui.faces import detect_faces, score_faces
+from ui.faces import DETECTION, HELP, P_FAKE, detect_faces, face_boxes, face_rows, score_faces
 from ui.figures import draw_boxes, heat_overlay, p_fake_gauge_text
 from ui.models import availability, variant_choice
 from ui.state import init_state
-from ui.widgets import image_input, sidebar_settings
+from ui.widgets import image_input, show_image, sidebar_settings
 
 st.set_page_config(page_title="Face Grad-CAM · Deepfake Lens", page_icon=":material/face:", layout="wide")
 init_state()
@@ -31,41 +32,41 @@ if picked is None:
 cur, img = picked
 faces = detect_faces(cur.sha256, img)
 if not faces:
-    st.image(img, caption=f"{cur.name} · {img.width}×{img.height}", width="stretch")
+    show_image(img, cur)
     st.info("No face found in this image.")
     st.stop()
 scored = score_faces(key, cur.sha256, img) if av.ready else None
-# the P(fake) threshold exists only where there is a P(fake): never beside detection confidences alone
-threshold = st.slider("Verdict threshold on P(fake) (face swapped)", 0.05, 0.95, float(get_spec(key).threshold),
-                      0.05, key="face.threshold") if scored else None
-colours = []
-labels = []
-for f in (scored.faces if scored else faces):
-    if scored:
-        fake = f.p_fake > threshold
-        colours.append("#dc2626" if fake else "#16a34a")
-        labels.append(f"#{f.index} P(fake) {f.p_fake:.2f} {'FAKE' if fake else 'real'}")
-    else:
-        colours.append("#facc15")
-        labels.append(f"#{f.index} face detection confidence {f.detection_prob:.2f}")
-st.markdown(f"**{len(faces)} face(s) found** in {cur.name} ({img.width}×{img.height})")
-st.image(draw_boxes(img, [f.box for f in (scored.faces if scored else faces)], labels, colours),
-         caption=("Boxes: faces found by MTCNN, numbered; label and colour = P(fake) and the verdict at the "
-                  "threshold above" if scored else "Boxes: faces found by MTCNN, numbered"), width="stretch")
+shown = scored.faces if scored else faces
+left, right = st.columns(2)
+with right:
+    st.markdown(f"**{len(faces)} face(s) found**")
+    # the P(fake) threshold exists only where there is a P(fake): never beside detection confidences alone
+    threshold = st.slider("Verdict threshold on P(fake) (face swapped)", 0.05, 0.95,
+                          float(get_spec(key).threshold), 0.05, key="face.threshold") if scored else None
+    st.dataframe(pd.DataFrame(face_rows(shown, threshold)), hide_index=True, key="face.table",
+                 column_config={c: st.column_config.NumberColumn(c, format="%.3f", help=HELP[c])
+                                for c in (DETECTION, P_FAKE)})
+labels, colours = face_boxes(shown, threshold)
+with left:
+    show_image(img, cur, shown=draw_boxes(img, [f.box for f in shown], labels, colours))
+    st.caption("Boxes: faces found by MTCNN, numbered; label and colour = P(fake) and the verdict at the "
+               "threshold" if scored else "Boxes: faces found by MTCNN, numbered")
 if scored is None:
-    st.caption("The numbers on the boxes are each face's face detection confidence (not P(fake)): whether a "
-               "face was swapped needs the classifier's weights.")
+    right.caption("The numbers on the boxes are each face's face detection confidence (not P(fake)): whether a "
+                  "face was swapped needs the classifier's weights.")
     st.stop()
-opacity = st.slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="face.opacity")
-cols = st.columns(4)
-for i, f in enumerate(scored.faces):
-    with cols[i % len(cols)]:
-        crop = img.crop(f.crop_box)
-        st.image(heat_overlay(crop, f.heatmap, opacity) if f.heatmap is not None else crop,
-                 caption=f"face #{f.index} · face detection confidence {f.detection_prob:.3f}", width="stretch")
-        if f.heatmap is not None and float(f.heatmap.max()) == 0.0:
-            st.caption("Empty map: nothing in this face pushed the model towards 'fake'.")
-        verdict = "FAKE" if f.p_fake > threshold else "REAL"
-        st.metric(f"Face #{f.index} P(fake)", p_fake_gauge_text(f.p_fake), verdict,
-                  delta_color="inverse" if verdict == "FAKE" else "normal")
+with right:
+    opacity = st.slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="face.opacity")
+    cols = st.columns(2)
+    for i, f in enumerate(scored.faces):
+        with cols[i % len(cols)]:
+            crop = img.crop(f.crop_box)
+            st.image(heat_overlay(crop, f.heatmap, opacity) if f.heatmap is not None else crop,
+                     caption=f"face #{f.index} · face detection confidence {f.detection_prob:.3f}",
+                     width="stretch")
+            if f.heatmap is not None and float(f.heatmap.max()) == 0.0:
+                st.caption("Empty map: nothing in this face pushed the model towards 'fake'.")
+            verdict = "FAKE" if f.p_fake > threshold else "REAL"
+            st.metric(f"Face #{f.index} P(fake)", p_fake_gauge_text(f.p_fake), verdict,
+                      delta_color="inverse" if verdict == "FAKE" else "normal")
 st.caption(CAVEAT)

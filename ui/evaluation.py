@@ -8,6 +8,7 @@ Session state (namespaced ``eval.*``): ``eval.result`` (the last :class:`~core.e
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 from dataclasses import dataclass
 
@@ -19,13 +20,15 @@ from core import settings
 from core.evaluation import datasets as D
 from core.evaluation import runner as E
 from core.evaluation.metrics import METRIC_LABELS, BinaryMetrics
+from core.io import IMAGE_TYPES
 from core.models.registry import list_specs
+from core.tables import frame_to_csv
 from ui import eval_figures as F
 
 STATE_DEFAULTS = {"eval.result": None, "eval.job": None, "eval.cancel_requested": False, "eval.reports": {},
                   "eval.message": None, "eval.inputs": {}}
-SOURCES = ("Zip file", "Folder upload", "Image files (+ labels CSV)", "Path on the server", "Predictions CSV only")
-IMAGE_TYPES = sorted(e.lstrip(".") for e in D.IMAGE_EXTENSIONS)
+SERVER_PATH = "Path on the server"
+SOURCES = ("Zip file", "Folder upload", "Image files (+ labels CSV)", SERVER_PATH, "Predictions CSV only")
 TABLE_METRICS = ("accuracy", "balanced_accuracy", "tpr", "tnr", "roc_auc", "average_precision", "eer",
                  "tpr_at_fpr_1", "tpr_at_fpr_5", "oracle_threshold", "oracle_accuracy", "ece", "coverage")
 GALLERY_MAX = 24
@@ -71,8 +74,34 @@ def detector_picker() -> list[str]:
     return list(picked)
 
 
-def _allowed_root() -> str | None:
-    return settings.data_root()
+def sources() -> tuple[str, ...]:
+    """The data sources offered: a path on the server only when ``DEEPFAKE_LENS_DATA_ROOT`` names the one folder
+    the app may read (otherwise anyone who reaches the port could list the machine's folders)."""
+    return SOURCES if settings.data_root() is not None else tuple(s for s in SOURCES if s != SERVER_PATH)
+
+
+def server_dataset(text: str) -> D.Dataset:
+    """The folder / zip / labels CSV at ``text``, relative to the data root (or absolute), confined to it.
+
+    Raises:
+        DatasetError: no data root configured, outside it (``..`` and symlinks are resolved first), not found.
+    """
+    root = settings.data_root()
+    if root is None:
+        raise D.DatasetError("Paths on the server are off: set DEEPFAKE_LENS_DATA_ROOT to the folder the app may "
+                             "read.")
+    return D.from_path(root / text, allowed_root=root)      # an absolute path replaces root in the join
+
+
+def plot_name(name: str) -> str:
+    """A source name (a CSV column: untrusted) made inert for Plotly, whose labels read HTML tags and ``%{…}``."""
+    return html.escape(name).replace("%{", "%&#123;")
+
+
+def problem(exc: Exception, what: str) -> None:
+    """An error whose sentence may quote a file or column name: the alert in our words, the sentence as text."""
+    st.error(what)
+    st.text(str(exc))
 
 
 def _memo(slot: str, ident: tuple, build):
@@ -88,7 +117,10 @@ def _memo(slot: str, ident: tuple, build):
 
 def dataset_input() -> tuple[D.Dataset | None, E.ExternalScores | None]:
     """The data widgets for the chosen source → (dataset, external scores). Problems are shown, never raised."""
-    source = st.radio("Data source", SOURCES, horizontal=True, key="eval.source")
+    offered = sources()
+    if st.session_state.get("eval.source") not in (None, *offered):
+        del st.session_state["eval.source"]           # the data root was unset since: back to the first source
+    source = st.radio("Data source", offered, horizontal=True, key="eval.source")
     dataset, external = None, None
     try:
         if source == "Zip file":
@@ -110,12 +142,12 @@ def dataset_input() -> tuple[D.Dataset | None, E.ExternalScores | None]:
                 dataset = _memo("files", ident, lambda: D.from_uploads(
                     [(u.name, u.getvalue()) for u in ups],
                     labels=D.labels_from_csv(labels.getvalue()) if labels is not None else None))
-        elif source == "Path on the server":
-            root = _allowed_root()
-            path = st.text_input("Folder, .zip or labels .csv on the server" + (f" (inside {root})" if root else ""),
-                                 key="eval.path")
+        elif source == SERVER_PATH:
+            path = st.text_input("Folder, .zip or labels .csv on the server, inside the data folder",
+                                 key="eval.path", help="Relative to the data folder below, or absolute inside it.")
+            st.text(f"Data folder (DEEPFAKE_LENS_DATA_ROOT): {settings.data_root()}")
             if path.strip():
-                dataset = D.from_path(path.strip(), allowed_root=root)
+                dataset = server_dataset(path.strip())
         else:
             up = st.file_uploader("Predictions CSV (path or id, label, one or more score columns)", type=["csv"],
                                   key="eval.predictions")
@@ -128,10 +160,10 @@ def dataset_input() -> tuple[D.Dataset | None, E.ExternalScores | None]:
             if cmp is not None:
                 _, external = _memo("compare", (cmp.file_id,), lambda: E.read_predictions(cmp.getvalue(), name=cmp.name))
     except D.DatasetError as exc:
-        st.error(str(exc))
+        problem(exc, "These data cannot be evaluated:")
         return None, None
     if dataset is not None:
-        st.caption(dataset.summary())
+        st.text(dataset.summary())                    # names the upload or folder: plain text
     return dataset, external
 
 
@@ -230,7 +262,7 @@ def comparison_table(report: E.EvalReport) -> tuple[pd.DataFrame, list[str]]:
         for k, why in m.na.items():
             if k in TABLE_METRICS:
                 seen.setdefault(why, []).append(METRIC_LABELS[k])
-        reasons += [f"{sr.source.name}: {', '.join(v)} n/a — {why}." for why, v in seen.items()]
+        reasons += [f"{sr.source.name}: {', '.join(v)} n/a — {why}." for why, v in seen.items()]   # st.text
     return pd.DataFrame(rows), reasons
 
 
@@ -281,20 +313,19 @@ def error_gallery(run: E.EvalRun, threshold: float) -> None:
                     help="False positive: a real image called fake. False negative: a fake image called real.")
     idx = np.flatnonzero(_outcome_mask(run, key, threshold, kind))
     if not idx.size:
-        st.caption(f"No {kind} for {run.source(key).name} at this threshold.")
+        st.text(f"No {kind} for {run.source(key).name} at this threshold.")
         return
     order = idx[np.argsort(-run.p_fake[key][idx] if kind == "false positives" else run.p_fake[key][idx])]
     st.caption(f"{idx.size} {kind}" + (f"; the {GALLERY_MAX} most confident shown" if idx.size > GALLERY_MAX else ""))
     cols = st.columns(6)
     for n, i in enumerate(order[:GALLERY_MAX]):
-        scores = " · ".join(f"{s.key.split(':')[0]} {run.p_fake[s.key][i]:.2f}" for s in run.sources
-                            if np.isfinite(run.p_fake[s.key][i]))
+        scores = " · ".join(f"{s.key.split(':')[0] if s.kind == 'detector' else s.name} {run.p_fake[s.key][i]:.2f}"
+                            for s in run.sources if np.isfinite(run.p_fake[s.key][i]))
         caption = f"{run.rows[i].path} ({'fake' if run.rows[i].label else 'real'}) — {scores}"
         with cols[n % 6]:
             if i in run.thumbnails:
-                st.image(run.thumbnails[i], caption=caption, width="stretch")
-            else:
-                st.caption(caption)
+                st.image(run.thumbnails[i], width="stretch")
+            st.text(caption)                          # a file name from the analyst's data: plain text
 
 
 @st.fragment
@@ -309,8 +340,13 @@ def threshold_views() -> None:
     st.subheader("Comparison")
     table, reasons = comparison_table(report)
     st.dataframe(table, hide_index=True, width="stretch", key="eval.table.metrics")
-    for r in reasons:
-        st.caption(r)
+    if reasons:
+        st.text("\n".join(reasons))                   # source names can be CSV column names: plain text
+    profiled = any(sr.source.kind in ("calibrated", "stacked") for sr in report.sources.values())
+    st.caption("Rows without \"calibrated\" in their name are uncalibrated scores (detectors, the weighted vote's "
+               "mean logit, other tools' columns): ECE measures how far they are from probabilities." +
+               ("" if profiled else " A calibration profile chosen in the sidebar adds calibrated and "
+                                    "learned-fusion rows."))
     if any(sr.groups for sr in report.sources.values()):
         with st.expander("Per group"):
             st.dataframe(group_table(report), hide_index=True, width="stretch", key="eval.table.groups")
@@ -318,7 +354,7 @@ def threshold_views() -> None:
     cols = st.columns(3 if len(report.sources) >= 3 else 2)
     for n, (key, sr) in enumerate(report.sources.items()):
         with cols[n % len(cols)]:
-            st.plotly_chart(F.confusion_figure(sr.overall, sr.source.name), width="stretch",
+            st.plotly_chart(F.confusion_figure(sr.overall, plot_name(sr.source.name)), width="stretch",
                             key=f"eval.cm.{n}")
     if E.ENSEMBLE_KEY in report.sources:
         st.caption("The ensemble's matrix shows the original app's weighted-vote verdict (with UNCERTAIN as a "
@@ -329,7 +365,7 @@ def threshold_views() -> None:
         lab = np.array([-1 if r.label is None else r.label for r in run.rows])
         ok = np.array([r.status == "ok" for r in run.rows]) & np.isfinite(run.p_fake[hk])
         st.plotly_chart(F.histogram_figure(run.p_fake[hk][ok & (lab == 0)], run.p_fake[hk][ok & (lab == 1)],
-                                           t, run.source(hk).name), width="stretch", key="eval.hist")
+                                           t, plot_name(run.source(hk).name)), width="stretch", key="eval.hist")
     st.subheader("Error gallery")
     error_gallery(run, float(t))
     st.subheader("Every image")
@@ -342,7 +378,7 @@ def threshold_views() -> None:
                  column_config={c: st.column_config.NumberColumn(c, format="%.4f") for c in view.columns
                                 if c.endswith("_p_fake")})
     c1, c2 = st.columns(2)
-    c1.download_button("Download per-image CSV", E.predictions_frame(run).to_csv(index=False),
+    c1.download_button("Download per-image CSV", frame_to_csv(E.predictions_frame(run)),
                        file_name="predictions.csv", mime="text/csv", key="eval.dl_csv")
     c2.download_button("Download metrics JSON", json.dumps(E.metrics_json(run, report), indent=1, allow_nan=False),
                        file_name="metrics.json", mime="application/json", key="eval.dl_json")
@@ -351,19 +387,18 @@ def threshold_views() -> None:
 def render_results(run: E.EvalRun) -> None:
     """Summary, curves (threshold-free) and the threshold fragment."""
     c = run.counts()
-    st.success(f"{run.dataset_name}: {len(run.rows)} files — {c['ok']} scored, {c['error']} unreadable, "
+    st.success(f"Evaluated {len(run.rows)} files — {c['ok']} scored, {c['error']} unreadable, "
                f"{c['skipped']} skipped, {c['unlabelled']} unlabelled" +
                (f", {c['cancelled']} cancelled" if c["cancelled"] else "") +
                f". {run.computed} scores computed, {run.from_cache} from the cache, {run.elapsed_s:.1f} s.")
+    st.text(f"Data: {run.dataset_name}")              # the upload's or folder's name: plain text
     if st.session_state.get("eval.message"):
         st.warning(st.session_state["eval.message"])
-    for note in run.notes:
-        st.info(note)
-    for s in run.sources:
-        if s.note:
-            st.caption(f"{s.name}: {s.note}")
+    notes = list(run.notes) + [f"{s.name}: {s.note}" for s in run.sources if s.note]
+    if notes:                                         # may quote file and column names: plain text
+        st.text("\n".join(notes))
     base = _report(run, 0.5)
-    overall = {sr.source.name: sr.overall for sr in base.sources.values()}
+    overall = {plot_name(sr.source.name): sr.overall for sr in base.sources.values()}
     c1, c2 = st.columns(2)
     c1.plotly_chart(F.roc_figure(overall), width="stretch", key="eval.roc")
     c2.plotly_chart(F.pr_figure(overall), width="stretch", key="eval.pr")

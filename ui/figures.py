@@ -31,10 +31,12 @@ def ensemble_bar(result: EnsembleResult) -> go.Figure:
                        "<br>p_fake %{customdata[0]:.4f}<br>logit %{customdata[1]:+.3f}<br>weight %{customdata[2]:.2f}"
                        " (effective %{customdata[3]:.2f})<br>time %{customdata[4]:.2f} s<extra></extra>"),
     ))
-    fig.add_hline(y=result.vote_threshold, line_dash="dash", line_color="#374151",
-                  annotation_text=f"vote threshold {result.vote_threshold:.2f}", annotation_position="top right")
-    fig.update_layout(yaxis=dict(range=[0, 1.12], title="confidence in its own verdict"), xaxis_title=None,
-                      height=360, margin=dict(l=10, r=10, t=30, b=10), showlegend=False)
+    # the threshold is named in the title: an annotation on the line would sit on top of a bar
+    fig.add_hline(y=result.vote_threshold, line_dash="dash", line_color="#374151")
+    fig.update_layout(title=dict(text=f"Original app's vote (dashed: threshold {result.vote_threshold:.2f})",
+                                 font=dict(size=13)),
+                      yaxis=dict(range=[0, 1.12], title="confidence in its own verdict"), xaxis_title=None,
+                      height=360, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
     return fig
 
 
@@ -53,6 +55,9 @@ def vote_table(result: EnsembleResult, assessment: Assessment | None = None) -> 
                      "assessment": part,
                      "calibrated P(fake)": round(voice.p_fake, 4) if voice is not None and voice.calibrated else None,
                      "time (s)": round(v.elapsed_s, 2)})
+    if all(r["calibrated P(fake)"] is None for r in rows):       # no profile applied: no empty column
+        for r in rows:
+            del r["calibrated P(fake)"]
     return rows
 
 
@@ -63,7 +68,7 @@ def draw_boxes(image: Image.Image, boxes: Sequence[tuple[float, float, float, fl
     draw = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 300))
     try:
-        font = ImageFont.load_default(size=max(12, round(max(out.size) / 40)))
+        font = ImageFont.load_default(size=max(14, round(max(out.size) / 30)))
     except TypeError:  # very old Pillow
         font = ImageFont.load_default()
     for i, box in enumerate(boxes):

@@ -17,15 +17,16 @@ from core.verdict.abstention import ForensicFacts, facts_from_bytes
 from core.verdict.assessment import Assessment, assess
 from core.verdict.ensemble import EnsembleResult
 from core.verdict.fitting import profile_table
+from core.verdict.present import DIRECTION_COLOUR, UNCALIBRATED_NOTE, level_meanings, vote_line
+from core.verdict.robustness import ProbeResult
 from core.verdict.rules import Rules, load_rules
 from ui.analysis import current_ensemble, ensemble_config
 from ui.figures import p_fake_gauge_text
 from ui.widgets import CurrentImage, current_profile, persistent
 
-COLOUR = {"fake": "red", "real": "green", None: "orange"}
-RULE_LABELS = {"graded": "Graded assessment (count of confident detectors)",
-               "vote": "Weighted vote of the original app",
-               "stacked": "Learned fusion (needs a calibration profile with one)"}
+RULE_LABELS = {"graded": "Graded assessment",
+               "vote": "Original app's weighted vote",
+               "stacked": "Learned fusion (profile)"}
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -40,7 +41,8 @@ def rules() -> Rules:
     return dataclasses.replace(load_rules(), weights=dict(cfg.weights), vote_threshold=cfg.vote_threshold)
 
 
-def _probe(sha: str):  # noqa: ANN202 - the latest ProbeResult run on this image (any page), or None
+def latest_probe(sha: str) -> ProbeResult | None:
+    """The robustness probe last run on this image (on any page), or None: its flips cap the headline."""
     runs = st.session_state.get("forensics.probe", {}).get(sha) or {}
     return list(runs.values())[-1] if runs else None
 
@@ -49,26 +51,44 @@ def current_assessment(cur: CurrentImage) -> tuple[Assessment, EnsembleResult, l
     """The assessment and the original vote over the stored results of the chosen variants (nothing re-run)."""
     ens, results = current_ensemble(cur.sha256)
     r = rules()
-    a = assess(results, rules=r, profile=current_profile(), facts=facts(cur.data), probe=_probe(cur.sha256),
+    a = assess(results, rules=r, profile=current_profile(), facts=facts(cur.data), probe=latest_probe(cur.sha256),
                rule=st.session_state.get("ensemble.rule", r.rule))
     return a, ens, results
 
 
-def render_headline(a: Assessment, ens: EnsembleResult) -> None:
-    """The headline (level + direction), its reasons, then — beneath it — the original app's weighted vote."""
-    st.markdown(f"### :{COLOUR[a.direction]}[{a.headline}]")
+def render_assessment(a: Assessment, *, legend_note: str = "", hint: str = " Choose one in the sidebar.") -> None:
+    """A graded assessment in :mod:`core.verdict.present`'s words (the CLI's and the case report's): the headline
+    in its direction's colour, the calibrated P(fake) when a profile gave one, the reasons, the detectors left
+    out, what the profile did (plain text: it may quote the uploaded file), and the levels' meaning.
+
+    Args:
+        a: the assessment.
+        legend_note: a line added under the levels' meaning (e.g. the video rules).
+        hint: said after the "uncalibrated" note.
+    """
+    st.markdown(f"### :{DIRECTION_COLOUR[a.direction]}[{a.headline}]")
     if a.p_fake is not None:
-        st.metric("Calibrated P(fake)", p_fake_gauge_text(a.p_fake), help=f"{a.fused_by}; profile: "
-                  f"{st.session_state.get('settings.profile_name', '')}")
+        st.metric("Calibrated P(fake)", p_fake_gauge_text(a.p_fake),
+                  help=f"{a.fused_by}, from the calibration profile chosen in the sidebar.")
     st.markdown("\n".join(f"- {r}" for r in a.reasons) or "- no detector result yet")
-    for line in a.excluded + a.calibration:
+    for line in a.excluded:
         st.caption(line)
+    if a.calibration:
+        st.caption("Calibration profile:")
+        st.text("\n".join(a.calibration))    # may quote the uploaded profile: plain text, never Markdown
     if a.p_fake is None:
-        st.caption("No probability is shown: the detectors' scores are uncalibrated. A calibration profile fitted "
-                   "on your labelled images (`python -m core calibrate`, chosen in the sidebar) gives one.")
+        st.caption(UNCALIBRATED_NOTE[0].upper() + UNCALIBRATED_NOTE[1:] + "." + hint)
+    with st.expander("What the levels mean"):
+        st.markdown("\n".join(f"- **{name}**: {text}" for name, text in level_meanings(rules()).items()))
+        if legend_note:
+            st.caption(legend_note)
+
+
+def render_headline(a: Assessment, ens: EnsembleResult) -> None:
+    """The assessment (:func:`render_assessment`), then — beneath it — the original app's weighted vote."""
+    render_assessment(a)
     colour = {"FAKE": "red", "REAL": "green", "UNCERTAIN": "orange"}[ens.verdict]
-    summary = ens.summary.replace(ens.verdict, f":{colour}[{ens.verdict}]", 1)
-    st.markdown(f"{summary[0].upper()}{summary[1:]}")
+    st.markdown(vote_line(ens).replace(ens.verdict, f":{colour}[{ens.verdict}]", 1))
 
 
 def render_calibrated(result: DetectionResult) -> None:
@@ -92,8 +112,9 @@ def rule_picker() -> str:
     st.session_state.setdefault("ensemble.rule", load_rules().rule)
     return persistent(st.selectbox, "Headline rule", "ensemble.rule", options=list(RULE_LABELS),
                       format_func=RULE_LABELS.get,
-                      help="Graded: each confident detector counts once. The original app's vote: its weights "
-                           "decide. Learned fusion: the profile's logistic regression over calibrated scores.")
+                      help="Graded assessment: each confident detector counts once. Original app's weighted "
+                           "vote: its detector weights decide the level. Learned fusion: the logistic regression "
+                           "stored in a calibration profile, over calibrated scores (needs a profile with one).")
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -103,8 +124,8 @@ def profile_summary() -> None:
     prof = current_profile()
     if prof is None:
         return
-    with st.expander(f"Calibration profile {st.session_state.get('settings.profile_name', '')}: cross-validated "
-                     "when fitted"):
+    with st.expander("Calibration profile chosen in the sidebar: cross-validated when fitted"):
+        st.text(str(st.session_state.get("settings.profile_name", "")))     # an uploaded file's name: plain text
         st.dataframe(pd.DataFrame(profile_table(prof)), hide_index=True, key="eval.profile_table")
         st.caption("AUC: ranking quality (the learned fusion's is cross-validated; the original vote fits "
                    "nothing). ECE: calibration error before → after, cross-validated.")
@@ -128,5 +149,5 @@ def apply_profile_to_evaluation() -> None:
     st.session_state["eval.reports"] = {}             # the metrics memo belongs to the previous run
 
 
-__all__ = ["facts", "current_assessment", "render_headline", "render_calibrated", "rule_picker", "profile_summary",
-           "apply_profile_to_evaluation", "rules"]
+__all__ = ["facts", "latest_probe", "current_assessment", "render_assessment", "render_headline", "render_calibrated", "rule_picker",
+           "profile_summary", "apply_profile_to_evaluation", "rules"]

@@ -12,11 +12,10 @@ from PIL import Image
 from core import settings
 from core.errors import BadImage, ProfileError
 from core.examples import example_bytes, list_examples
-from core.io import load_image
+from core.io import IMAGE_TYPES, load_image
 from core.models.registry import list_detectors
 from core.verdict.calibration import Profile, load_profile
-
-IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
+from core.verdict.present import profile_description
 
 
 @dataclass(frozen=True)
@@ -71,6 +70,14 @@ def image_input(page: str) -> tuple[CurrentImage, Image.Image] | None:
 @st.cache_data(max_entries=16, show_spinner=False)
 def _decode(data: bytes) -> Image.Image:
     return load_image(data)
+
+
+def show_image(img: Image.Image, cur: CurrentImage, extra: str = "", *, shown: Image.Image | None = None) -> None:
+    """The image, then its name and size as plain text: an uploaded file's name is never rendered as Markdown
+    (``st.image`` captions are Markdown)."""
+    st.image(shown if shown is not None else img, width="stretch")
+    st.text(f"{cur.name} · {img.width}×{img.height}" + (f" · {cur.note}" if cur.note else "") +
+            (f" · {extra}" if extra else ""))
 
 
 def persistent(widget, label: str, key: str, **kwargs):
@@ -143,22 +150,30 @@ def profile_sidebar() -> None:
                                              if st.session_state["settings.profile_name"] not in saved
                                              and st.session_state["settings.profile_name"] != NO_PROFILE else [])
         st.session_state.setdefault("settings.profile_pick", st.session_state["settings.profile_name"])
-        pick = persistent(st.selectbox, "Profile", "settings.profile_pick", options=names,
-                          help=f"Profiles made by `python -m core calibrate` in {settings.profiles_dir()}")
+        picker = st.container()          # drawn after the upload is read, so it shows the profile in use now
         up = st.file_uploader("…or upload a profile (JSON)", type=["json"], key="settings.profile_upload")
         try:
             if up is not None and st.session_state.get("settings.profile_name") != f"{up.name} (uploaded)":
                 _use(load_profile(up.getvalue()), f"{up.name} (uploaded)")
-            elif up is None and pick != st.session_state["settings.profile_name"]:
+                names.append(f"{up.name} (uploaded)")
+        except ProfileError as exc:
+            _refused(exc)
+        with picker:
+            pick = persistent(st.selectbox, "Profile", "settings.profile_pick", options=names,
+                              help=f"Profiles made by `python -m core calibrate` in {settings.profiles_dir()}")
+        try:
+            if up is None and pick != st.session_state["settings.profile_name"]:
                 _use(load_profile(saved[pick]) if pick in saved else None, pick if pick in saved else NO_PROFILE)
         except ProfileError as exc:
-            st.error(str(exc))
+            _refused(exc)
         prof = current_profile()
         if prof is not None:
-            st.caption(f"In use: fitted on "
-                       f"{prof.provenance.get('n', '?')} images ({prof.provenance.get('n_real', '?')} real, "
-                       f"{prof.provenance.get('n_fake', '?')} fake), {prof.provenance.get('created', '')}. It "
-                       "applies only to the detector weights it was fitted on.")
+            st.text(profile_description(prof))    # names and fields from the profile file: plain text
+
+
+def _refused(exc: ProfileError) -> None:
+    st.error("This calibration profile was refused:")
+    st.text(str(exc))                         # may quote the uploaded document: plain text, never Markdown
 
 
 def _use(profile: Profile | None, name: str) -> None:

@@ -28,9 +28,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     elif not result.ok:
         print(f"{result.detector_id}:{result.variant}: {result.details.get('message', result.label)}")
     else:
+        own = f"  [{result.details['weights']}]" if result.details.get("weights") else ""   # the user's own file
         print(f"{result.detector_id}:{result.variant}: {result.label.upper()}  p_fake={result.p_fake:.4f}  "
               f"logit={result.logit:+.4f}  threshold={result.threshold}  input={result.input_size[0]}×"
-              f"{result.input_size[1]}  {result.elapsed_s:.2f}s")
+              f"{result.input_size[1]}  {result.elapsed_s:.2f}s{own}")
         if args.profile:
             print(calibrated["text"])
     return EXIT_OK

@@ -23,6 +23,7 @@ from core.verdict.abstention import facts_from_bytes
 from core.verdict.assessment import Assessment, assess
 from core.verdict.calibration import Profile, load_profile
 from core.verdict.ensemble import EnsembleResult, ensemble
+from core.verdict.present import assessment_lines, calibrated_score, fusions_text, vote_line
 
 ALL = "ALL"
 
@@ -47,17 +48,7 @@ def _profile(path: str | None) -> Profile | None:
 
 def calibrated_line(result: DetectionResult, profile_path: str | None) -> dict[str, Any]:
     """The profile's calibration of one detector's result: {"applied", "p_fake", "threshold", "label", "text"}."""
-    profile = _profile(profile_path)
-    if profile is None:
-        return {}
-    app = profile.apply([result])
-    cs = app.scores.get(result.key)
-    if cs is None:
-        why = app.notes[0] if app.notes else f"{result.key}: no verdict to calibrate."
-        return {"applied": False, "text": why}
-    return {"applied": True, "p_fake": cs.p_fake, "threshold": cs.threshold, "label": cs.label,
-            "text": f"calibrated ({profile.name}): P(fake) {cs.p_fake:.4f}, {cs.label.upper()} at the profile's "
-                    f"threshold {cs.threshold:.3f}"}
+    return calibrated_score(result, _profile(profile_path))
 
 
 def analyse(image_path: str, weight_opts: list[str], backbone_opts: list[str], profile: Profile | None,
@@ -83,14 +74,14 @@ def analyse(image_path: str, weight_opts: list[str], backbone_opts: list[str], p
 
 
 def _text(results: list[DetectionResult], missing: dict[str, str], vote: EnsembleResult, a: Assessment) -> str:
-    lines = [a.headline + (f" (calibrated P(fake) {a.p_fake:.2f}, {a.fused_by})" if a.p_fake is not None else "")]
-    lines += [f"  - {r}" for r in a.reasons]
-    lines += [f"  · {e}" for e in a.excluded + a.calibration]
-    lines.append(vote.summary[0].upper() + vote.summary[1:])
+    lines = assessment_lines(a) + [vote_line(vote)]
+    fused = fusions_text(vote)
+    lines += [f"  {fused}"] if fused else []
     for r in results:
         if r.ok and not math.isnan(r.p_fake):
+            own = f"  [{r.details['weights']}]" if r.details.get("weights") else ""       # the user's own file
             lines.append(f"  {r.key:<24} {r.label:<5} p_fake={r.p_fake:.4f}  logit={r.logit:+.4f}  "
-                         f"{r.elapsed_s:.2f}s")
+                         f"{r.elapsed_s:.2f}s{own}")
         else:
             lines.append(f"  {r.key:<24} {r.details.get('message', r.label)}")
     lines += [f"  {d:<24} not run: {why}" for d, why in missing.items()]

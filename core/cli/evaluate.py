@@ -10,11 +10,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from core.cli.common import (EXIT_OK, UsageError, add_id_path_options, assign_id_paths, chosen_keys,
-                             create_detectors, err, parse_id_paths)
+from core.cli.common import (
+    EXIT_OK,
+    UsageError,
+    add_id_path_options,
+    assign_id_paths,
+    chosen_keys,
+    create_detectors,
+    err,
+    parse_id_paths,
+)
 from core.evaluation import datasets as D
 from core.evaluation import runner as E
 from core.evaluation.profiled import apply_profile
+from core.tables import frame_to_csv
 from core.verdict.calibration import load_profile
 
 
@@ -94,16 +103,16 @@ def _run(dataset, dets: list, external, args: argparse.Namespace):  # noqa: ANN0
             b.close()
 
 
-def _write_results(run, report, out_dir: Path) -> tuple[Path, Path]:  # noqa: ANN001
+def _write_results(run, report, out_dir: Path, profile=None) -> tuple[Path, Path]:  # noqa: ANN001
     """predictions.csv and metrics.json, each written whole or not at all."""
     pred_path, metrics_path = out_dir / "predictions.csv", out_dir / "metrics.json"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = pred_path.with_name(pred_path.name + ".part")
-        E.predictions_frame(run).to_csv(tmp, index=False)
+        frame_to_csv(E.predictions_frame(run), tmp)
         tmp.replace(pred_path)
         tmp = metrics_path.with_name(metrics_path.name + ".part")
-        tmp.write_text(json.dumps(E.metrics_json(run, report), indent=1, allow_nan=False), encoding="utf-8")
+        tmp.write_text(json.dumps(E.metrics_json(run, report, profile), indent=1, allow_nan=False), encoding="utf-8")
         tmp.replace(metrics_path)
     except OSError as exc:
         raise UsageError(f"cannot write the results to {out_dir} ({exc.strerror or exc}).") from exc
@@ -130,9 +139,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(dataset.summary(), file=sys.stderr)
         run = _run(dataset, dets, external, args)
     if profile is not None:                # adds <key>_calibrated columns and the stacked one
-        run, _ = apply_profile(run, profile)
+        run, notes = apply_profile(run, profile)
+        for note in notes:
+            print(f"profile {profile.name}: {note}", file=sys.stderr)
     report = E.compute_report(run, args.threshold)
-    pred_path, metrics_path = _write_results(run, report, out_dir)
+    pred_path, metrics_path = _write_results(run, report, out_dir, profile)
     _print_summary(report)
     c = run.counts()
     print(f"{len(run.rows)} files: {c['ok']} scored, {c['error']} unreadable, {c['skipped']} skipped, "

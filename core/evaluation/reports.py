@@ -9,6 +9,8 @@ import numpy as np
 from core.convert import to_jsonable
 from core.evaluation.metrics import BinaryMetrics, binary_metrics
 from core.evaluation.records import EvalReport, EvalRun, SourceReport
+from core.verdict.calibration import Profile
+from core.verdict.fitting import profile_table
 from core.versions import library_versions
 
 
@@ -98,9 +100,14 @@ def predictions_frame(run: EvalRun, threshold: float | None = None):
     return pd.DataFrame(data)
 
 
-def metrics_json(run: EvalRun, report: EvalReport) -> dict[str, Any]:
+def metrics_json(run: EvalRun, report: EvalReport, profile: Profile | None = None) -> dict[str, Any]:
     """The metrics file: run facts, per source its identity (ids, weights sha256, threshold, preprocessing) and
-    metrics overall and per group, and the library versions. JSON-ready (no NaN)."""
+    metrics overall and per group, and the library versions. JSON-ready (no NaN).
+
+    With the calibration ``profile`` applied to the run (:func:`core.evaluation.profiled.apply_profile`), the
+    ``<key>_calibrated`` and ``stacked`` sources are among ``detectors`` and ``calibration_profile`` adds the
+    profile's provenance and its cross-validated table from fitting time (each source, the learned fusion,
+    the original vote), so the numbers measured here can be read beside those."""
     c = run.counts()
     labelled = [r for r in run.rows if r.status == "ok"]
     doc = {
@@ -121,4 +128,8 @@ def metrics_json(run: EvalRun, report: EvalReport) -> dict[str, Any]:
             "groups": {g: {**m.to_dict(), **({"note": sr.group_notes[g]} if g in sr.group_notes else {})}
                        for g, m in sr.groups.items()},
         }
+    if profile is not None:
+        doc["calibration_profile"] = {"name": profile.name, "provenance": dict(profile.provenance),
+                                      "cross_validated_when_fitted": profile_table(profile),
+                                      "notes": list(profile.notes)}
     return to_jsonable(doc)

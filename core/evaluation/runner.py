@@ -84,7 +84,8 @@ def _label(v: dict, threshold: float) -> str:
 def _from_value(v: dict, det: Any) -> Any:
     nan = float("nan")
     return DetectionResult(
-        detector_id=det.spec.id, variant=det.spec.variant,
+        # the user's own file (--weights) is "custom" in evaluation results too, never the official variant
+        detector_id=det.spec.id, variant="custom" if getattr(det, "custom_weights", None) else det.spec.variant,
         logit=nan if v.get("logit") is None else float(v["logit"]),
         p_fake=nan if v.get("p_fake") is None else float(v["p_fake"]),
         label=_label(v, det.spec.threshold), threshold=det.spec.threshold, elapsed_s=float(v.get("elapsed_s", 0.0)),

@@ -38,10 +38,20 @@ from core.verdict.abstention import ForensicFacts, ensemble_reasons, exif_pixel_
 from core.verdict.assessment import assess
 from core.verdict.calibration import Profile
 from core.verdict.ensemble import EnsembleConfig, ensemble, load_config
+from core.verdict.present import UNCALIBRATED_NOTE, profile_description
 from core.verdict.robustness import ProbeResult, run_probe
 from core.versions import library_versions, tool_version
 
 REPORT_VERSION = 1
+NOTICE = ("Detector scores are statistical evidence, not proof. Metadata (EXIF, XMP, C2PA) is supporting evidence "
+          "only: it can be stripped or forged.")
+
+
+def _profile_line(profile: Profile | None) -> str:
+    """The calibration profile's provenance, or the sentence saying that no number is calibrated."""
+    if profile is not None:
+        return profile_description(profile)
+    return UNCALIBRATED_NOTE[0].upper() + UNCALIBRATED_NOTE[1:] + "."
 
 
 @dataclass(frozen=True)
@@ -214,8 +224,7 @@ def build_report(source: str | os.PathLike | bytes, detectors: Sequence[Any] = (
         "tool": {"name": "Deepfake Lens", "version": tool_version()},
         "generated_at": _timestamp(timestamp),
         "file": ev.metadata.file.to_dict(),
-        "notice": ("Detector scores are statistical evidence, not proof. Metadata (EXIF, XMP, C2PA) is supporting "
-                   "evidence only: it can be stripped or forged."),
+        "notice": NOTICE,
         "settings": {"ela_quality": ela_quality, "include_gps": include_gps,
                      "probe_conditions": [c.key for c in probe_res.conditions] if probe_res else None,
                      "forensic_region_max_side": F.MAX_SIDE},
@@ -229,6 +238,7 @@ def build_report(source: str | os.PathLike | bytes, detectors: Sequence[Any] = (
         "not_run": dict(sorted(miss.items())),
         "assessment": assess(ordered, profile=profile, facts=facts, probe=probe_res, specs=specs,
                              rule=rule).to_dict(),
+        "calibration_profile": _profile_line(profile),
         "ensemble": _ensemble_dict(ens, cfg) if ens is not None else None,
         "robustness": probe_res.to_dict() if probe_res else None,
         "abstention": [r.to_dict() for r in reasons],

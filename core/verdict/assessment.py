@@ -142,9 +142,10 @@ def _voices(results: Sequence[DetectionResult], rules: Rules, app: ProfileApplic
     for r in results:
         spec = _spec(r, specs)
         weight = float(rules.weights.get(r.detector_id, getattr(spec, "ensemble_weight", 0.0) or 0.0))
-        if weight <= 0 or is_face_result(r, spec):
+        faces_only = getattr(getattr(spec, "coverage", None), "content", "") == "faces"
+        if weight <= 0 or faces_only or is_face_result(r, spec):
             continue                      # no vote (FACE): shown separately, its doubts do not count here
-        if not r.ok or not math.isfinite(r.p_fake):
+        if not r.ok or not (math.isfinite(r.p_fake) and math.isfinite(r.logit)):
             excluded.append(f"{r.detector_id} gave no verdict on this image")
             continue
         why = _out_of_coverage(r, spec)
@@ -188,6 +189,7 @@ class _Caps:
 def _vote_level(voices: Sequence[Voice], rules: Rules, caps: _Caps) -> tuple[str | None, str]:
     """Direction from the votes and the basis sentence; caps the level by the number of voters and agreement."""
     voters = [v for v in voices if v.voted]
+    few = not voices or len(voices) < rules.min_scored or len(voters) < rules.min_voters
     if not voices:
         caps.limit("inconclusive", "no detector with a vote scored this image")
     elif len(voices) < rules.min_scored:
@@ -208,11 +210,12 @@ def _vote_level(voices: Sequence[Voice], rules: Rules, caps: _Caps) -> tuple[str
     direction = "fake" if fake > real else "real"
     agreement = max(fake, real) / (fake + real)
     side = [v.detector_id for v in voters if v.label == direction]
-    basis = (f"{len(side)} of {len(voters)} voting detector{'s' if len(voters) != 1 else ''} say "
-             f"{SAYS[direction]} ({', '.join(side)})")
+    basis = (f"{len(side)} of {len(voters)} voting detector{'s' if len(voters) != 1 else ''} "
+             f"say{'s' if len(voters) == 1 else ''} {SAYS[direction]} ({', '.join(side)})")
     level = next((name for name, lv in rules.levels.items()
                   if len(voters) >= lv.min_voters and agreement >= lv.min_agreement - 1e-9), "inconclusive")
-    if level != "strong":
+    if level != "strong" and not (few and n_fake in (0, len(voters))):
+        # (too few voters already said why; a unanimous handful needs no second sentence)
         weakest = rules.levels[next(reversed(rules.levels))]
         why = (f"the voting detectors are split ({n_fake} fake, {len(voters) - n_fake} real): {agreement:.0%} of "
                f"the votes agree" if n_fake not in (0, len(voters)) else
@@ -241,15 +244,18 @@ def _fused(voices: Sequence[Voice], app: ProfileApplication | None, use_stacker:
     return float(sigmoid(z)), f"mean of {len(cal)} calibrated logit(s)"
 
 
-def _doubts(voices: Sequence[Voice], size: tuple[int, int] | None, facts: ForensicFacts | None, probe: Any,
-            rules: Rules, caps: _Caps) -> None:
-    """The doubts that cap the level: image size, disagreement, probe flips, recompression."""
+def _size_doubt(size: tuple[int, int] | None, rules: Rules, caps: _Caps) -> None:
+    """A tiny image abstains (checked first, so the headline names it); a small one is capped."""
     if size is not None and min(size) < rules.tiny_side:
         caps.limit("inconclusive", f"the image is only {size[0]}×{size[1]} pixels (shorter side below "
                                    f"{rules.tiny_side}): too small to judge")
     elif size is not None and min(size) < rules.small_side:
         caps.limit(rules.caps["small_image"], f"the image is small ({size[0]}×{size[1]}): few pixels carry the "
                                               "traces detectors rely on")
+
+
+def _doubts(voices: Sequence[Voice], facts: ForensicFacts | None, probe: Any, rules: Rules, caps: _Caps) -> None:
+    """The doubts that cap the level: disagreement, probe flips, recompression."""
     if len(voices) >= 2:
         hi, lo = max(voices, key=lambda v: v.p_fake), min(voices, key=lambda v: v.p_fake)
         if hi.p_fake - lo.p_fake > rules.disagreement:
@@ -300,6 +306,9 @@ def assess(results: Sequence[DetectionResult], *, rules: Rules | None = None, pr
         chosen = "graded"
     voices, excluded, weaker = _voices(results, rules, app, facts, specs, chosen == "vote")
     caps = _Caps()
+    size = facts.image_size if facts is not None and facts.image_size else \
+        (results[0].image_size if results else None)
+    _size_doubt(size, rules, caps)
     direction, basis = _vote_level(voices, rules, caps)
     p, fused_by = _fused(voices, app, use_stacker=chosen in ("stacked", "graded"))
     if p is not None:
@@ -316,13 +325,13 @@ def assess(results: Sequence[DetectionResult], *, rules: Rules | None = None, pr
         p_level = _p_level(p, rules)
         if LEVELS.index(p_level) < LEVELS.index(caps.level):
             caps.limit(p_level, f"the calibrated P(fake) is {p:.2f} ({fused_by})")
-    size = facts.image_size if facts is not None and facts.image_size else \
-        (results[0].image_size if results else None)
-    _doubts(voices, size, facts, probe, rules, caps)
+    _doubts(voices, facts, probe, rules, caps)
     level = caps.level
     if level == "inconclusive":
         direction = None
-    reasons = ([basis] if basis else []) + weaker + caps.reasons
+    # an abstention leads with why; a level leads with the votes that carry it
+    reasons = (caps.reasons + weaker + ([f"the votes lean: {basis}"] if basis else [])) if level == "inconclusive" \
+        else ([basis] if basis else []) + weaker + caps.reasons
     first = caps.abstain if level == "inconclusive" else ""
     return Assessment(level, direction, p, tuple(reasons), headline(level, direction, first), chosen,
                       tuple(excluded), tuple(calib), tuple(voices), fused_by)

@@ -109,10 +109,27 @@ class DetectorCalibration:
         thr = float(d["threshold"])
         if not 0.0 <= thr <= 1.0:
             raise ValueError("threshold must be in [0, 1]")
+        counts = [d.get("n_real", 0), d.get("n_fake", 0)]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+            raise ValueError("n_real and n_fake must be non-negative integers")
+        losses = {k: v for k, v in _measures(d.get("cv_log_loss"), "cv_log_loss").items() if v is not None}
         return cls(str(d["key"]), Calibrator.from_dict(d["calibrator"]), thr, str(d.get("threshold_rule", "")),
-                   sha, str(d.get("detector_id", "")), str(d.get("variant", "")), int(d.get("n_real", 0)),
-                   int(d.get("n_fake", 0)), dict(d.get("before") or {}), dict(d.get("after") or {}),
-                   {str(k): float(v) for k, v in (d.get("cv_log_loss") or {}).items()})
+                   sha, str(d.get("detector_id", "")), str(d.get("variant", "")), counts[0], counts[1],
+                   _measures(d.get("before"), "before"), _measures(d.get("after"), "after"), losses)
+
+
+def _measures(value: Any, name: str) -> dict[str, float | None]:
+    """A stored ``{measure: number or null}`` mapping, checked (a profile is untrusted input)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a mapping")
+    out: dict[str, float | None] = {}
+    for k, v in value.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise ValueError(f"{name}.{k} must be a finite number or null")
+        out[str(k)] = None if v is None else float(v)
+    return out
 
 
 @dataclass(frozen=True)
@@ -151,11 +168,18 @@ class Profile:
     @property
     def name(self) -> str:
         """Short name for display: the file name, else the dataset's name."""
-        return Path(self.source).name if self.source else str(self.provenance.get("dataset", {}).get("name", ""))
+        return Path(self.source).name if self.source else str(self.provenance.get("name") or "uploaded profile")
 
     def entry(self, result: DetectionResult) -> tuple[DetectorCalibration | None, str]:
-        """The calibration that applies to this result, or (None, why not)."""
+        """The calibration that applies to this result, or (None, why not).
+
+        Matched by ``ID:variant``, or else by detector id and weights sha256: a result from the user's own file
+        reports the variant "custom" while the evaluation that fitted the profile keyed it by the variant it ran as.
+        """
         cal = self.detectors.get(result.key)
+        if cal is None and result.weights_sha256:
+            cal = next((c for c in self.detectors.values() if c.detector_id == result.detector_id
+                        and c.weights_sha256 == result.weights_sha256), None)
         if cal is None:
             return None, f"the profile has no calibration for {result.key}"
         if cal.weights_sha256 is None:
@@ -172,6 +196,7 @@ class Profile:
         Results without a verdict (no face, error) are skipped silently: there is nothing to calibrate.
         """
         scores: dict[str, CalibratedScore] = {}
+        z: dict[str, float] = {}              # the fusion's inputs are named by the profile's keys
         notes: list[str] = []
         for r in results:
             if not r.ok or not math.isfinite(r.logit):
@@ -183,9 +208,9 @@ class Profile:
             p = float(cal.calibrator.predict(r.logit))
             scores[r.key] = CalibratedScore(r.key, r.p_fake, p, float(calibrated_logit(p)), cal.threshold,
                                             "fake" if p > cal.threshold else "real")
+            z[cal.key] = scores[r.key].logit
         stacked, used = None, ()
         if self.stacker is not None:
-            z = {k: s.logit for k, s in scores.items()}
             used = self.stacker.used(z)
             if used:
                 stacked = self.stacker.predict(z)
@@ -250,9 +275,20 @@ def profile_from_dict(d: Any, source: str = "") -> Profile:
             parsed[str(key)] = DetectorCalibration.from_dict(entry)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProfileError(f"{where}: the calibration of {key} is malformed ({exc}).") from None
-    stacker = Stacker.from_dict(d["stacker"]) if d.get("stacker") else None
+    try:
+        stacker = Stacker.from_dict(d["stacker"]) if d.get("stacker") else None
+    except ProfileError as exc:
+        raise ProfileError(f"{where}: {exc}") from None
     prov = d.get("provenance") if isinstance(d.get("provenance"), dict) else {}
-    vote = d.get("vote") if isinstance(d.get("vote"), dict) else None
+    vote = d.get("vote")
+    if vote is not None:
+        try:
+            nums = _measures({k: vote[k] for k in ("auc", "n")}, "vote")
+            if nums["auc"] is None or nums["n"] is None:
+                raise ValueError("vote.auc and vote.n must be numbers")
+            vote = {**vote, "auc": nums["auc"], "n": int(nums["n"])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProfileError(f"{where}: the original vote's metrics are malformed ({exc}).") from None
     notes = tuple(str(n) for n in d.get("notes") or () if isinstance(n, str))
     return Profile(parsed, stacker, prov, vote, notes, source)
 

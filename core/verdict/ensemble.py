@@ -20,6 +20,8 @@ from core.results import DetectionResult
 
 Verdict = Literal["FAKE", "REAL", "UNCERTAIN"]
 CONFIG = settings.ENSEMBLE_CONFIG
+#: Said next to the mean-logit and soft-OR numbers wherever they are shown (JSON key ``fusions_note``).
+FUSIONS_NOTE = "uncalibrated fusions of scores on different scales, not probabilities"
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ class EnsembleResult:
             "votes_fake": self.votes_fake,
             "votes_real": self.votes_real, "voted_weight": self.voted_weight, "vote_threshold": self.vote_threshold,
             "votes": [v.__dict__ for v in self.votes], "excluded": list(self.excluded),
-            "p_mean_logit": self.p_mean_logit, "p_soft_or": self.p_soft_or, "reasons": list(self.reasons),
+            "p_mean_logit": self.p_mean_logit, "p_soft_or": self.p_soft_or, "fusions_note": FUSIONS_NOTE,
+            "reasons": list(self.reasons),
             "explanation": self.explanation,
         })
 
@@ -147,8 +150,9 @@ def ensemble(results: Sequence[DetectionResult], config: EnsembleConfig | None =
     usable: list[DetectionResult] = []
     for r in results:
         w = float(cfg.weights.get(r.detector_id, 0.0))
-        if not r.ok or math.isnan(r.p_fake):
-            excluded.append(f"{r.detector_id}: no verdict ({r.label}) — excluded from the vote.")
+        if not r.ok or not (math.isfinite(r.p_fake) and math.isfinite(r.logit)):   # a NaN/inf score never votes
+            excluded.append(f"{r.detector_id}: no verdict ({r.label if not r.ok else 'non-finite score'}) — excluded "
+                            "from the vote.")
         elif w <= 0:
             excluded.append(f"{r.detector_id}: weight 0 — shown, not voting.")
         else:

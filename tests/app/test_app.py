@@ -182,8 +182,9 @@ def test_face_page_scores_each_face_with_test_weights(weights_home, tmp_path):
     assert not at.exception
 
 
-def test_models_page_imports_and_deletes(tiny_config, weights_home, tmp_path):
+def test_models_page_imports_and_deletes(tiny_config, weights_home, tmp_path, monkeypatch):
     from tests.helpers import make_tiny_checkpoint
+    monkeypatch.setenv("DEEPFAKE_LENS_DATA_ROOT", str(tmp_path))     # server paths exist only inside this folder
     src = make_tiny_checkpoint(tmp_path / "mine.pt")
     at = _home()
     at.switch_page("pages/5_Models.py").run()
@@ -271,7 +272,8 @@ def test_ensemble_rule_and_a_calibration_profile_change_the_headline(decided, tm
     table = _frame(at, "effective weight")
     assert table["calibrated P(fake)"].notna().all()
     at.file_uploader(key="settings.profile_upload").upload("bad.json", b"{", "application/json").run()
-    assert not at.exception and any("not valid JSON" in e.value for e in at.error)
+    assert not at.exception and any("profile was refused" in e.value for e in at.error)
+    assert any("not valid JSON" in t.value for t in at.text)          # the sentence itself: plain text
 
 
 def test_evaluation_shows_calibrated_and_stacked_rows_with_a_profile(tmp_path):

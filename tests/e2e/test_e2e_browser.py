@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from tests.helpers.browser import browser_page, chromium_available, streamlit_app
+
 from tests.helpers import install_tiny_detectors, png_bytes
+from tests.helpers.browser import browser_page, chromium_available, streamlit_app
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not chromium_available(), reason="Debian's chromium is not installed "
@@ -31,4 +32,12 @@ def test_upload_and_see_a_verdict(tiny_config, weights_home, tmp_path):
         headline = page.get_by_text("Inconclusive: the voting detectors are split evenly")
         assert headline.bounding_box()["y"] < page.get_by_text("Weighted vote of the original app").bounding_box()["y"]
         page.screenshot(path=str(tmp_path / "home_result.png"), full_page=True)
+        assert page.locator('[data-testid="stSidebar"]').get_by_text("Headline rule").is_visible()
+        # the Ensemble page: the same headline above the vote, and its fused numbers say "uncalibrated"
+        page.get_by_role("link", name="Ensemble").first.click()
+        page.get_by_role("button", name="Run the 2 installed detector(s)").click()
+        page.get_by_text("Mean logit (uncalibrated)").wait_for(timeout=120_000)
+        head = page.get_by_text("Inconclusive: the voting detectors are split evenly").bounding_box()
+        assert head["y"] < page.get_by_text("Weighted vote of the original app").bounding_box()["y"]
+        assert page.get_by_text("Weighted votes fake / real (uncalibrated)").is_visible()
     assert (tmp_path / "home_result.png").stat().st_size > 10_000

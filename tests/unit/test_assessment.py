@@ -227,3 +227,48 @@ def test_shipped_rules_load_and_bad_rules_fail_with_one_sentence(tmp_path):
     bad.write_text("assessment: {min_voters: 0}\n")
     with pytest.raises(ConfigError, match="min_voters: must be between"):
         load_rules(bad)
+
+
+def test_double_jpeg_caps_the_level():
+    twice = ForensicFacts((512, 512), True, 92, True)
+    a = assess([res(d, 0.97) for d in "ABC"], rules=RULES, facts=twice, specs={})
+    assert a.level == "moderate" and a.direction == "fake"
+    assert "the JPEG looks compressed at least twice (re-saved or shared)" in a.reasons
+
+
+def test_a_faces_only_model_card_has_no_vote():
+    specs = {"C:original": spec("C", coverage=Coverage(content="faces"))}
+    a = assess([res("A", 0.97), res("B", 0.96), res("C", 0.02)], rules=RULES, facts=BIG, specs=specs)
+    assert [v.detector_id for v in a.voices] == ["A", "B"] and a.level == "moderate"
+    assert not any("disagree" in r for r in a.reasons)
+
+
+def test_detectors_that_did_not_run_do_not_count_against_the_others():
+    # three of five detectors without weights: the two that ran decide on their own, nothing is said of the rest
+    a = assess([res("A", 0.97), res("B", 0.93)], rules=RULES, facts=BIG, specs={})
+    assert (a.level, a.direction) == ("moderate", "fake") and a.excluded == ()
+    assert not any("weights" in r for r in a.reasons)
+
+
+def test_an_abstention_leads_with_why_and_says_it_once():
+    a = assess([res("A", 0.99), res("B", 0.55), res("C", 0.45)], rules=RULES, facts=BIG, specs={})
+    assert a.reasons[0] == "only 1 of 3 detectors was confident enough to vote (2 needed)"
+    assert a.reasons[-1] == "the votes lean: 1 of 1 voting detector says AI-generated (A)"
+    assert not any(r.startswith("only 1 detector voted") for r in a.reasons)
+    tiny = assess([res(d, 0.99, image=(16, 16)) for d in "AB"], rules=RULES, facts=ForensicFacts((16, 16)), specs={})
+    assert tiny.headline.startswith("Inconclusive: the image is only 16×16 pixels")
+
+
+def test_the_rules_are_read_from_the_yaml(tmp_path):
+    doc = tmp_path / "ensemble.yaml"
+    doc.write_text("vote_threshold: 0.6\nuncertain_band: [0.3, 0.7]\nassessment:\n  rule: vote\n  min_voters: 1\n"
+                   "  tiny_side: 8\n  levels:\n    strong: {min_voters: 4, min_agreement: 1.0, min_p: 0.99}\n"
+                   "    moderate: {min_voters: 2, min_agreement: 0.9, min_p: 0.9}\n"
+                   "    weak: {min_voters: 1, min_agreement: 0.5, min_p: 0.6}\n  caps: {recompressed: weak}\n")
+    r = dataclasses.replace(load_rules(doc), weights=W)
+    assert (r.rule, r.min_voters, r.tiny_side, r.uncertain_band, r.caps["recompressed"]) == \
+        ("vote", 1, 8, (0.3, 0.7), "weak")
+    one = assess([res("A", 0.99), res("B", 0.55)], rules=r, facts=ForensicFacts((32, 32)), specs={})
+    assert (one.rule, one.level, one.direction) == ("vote", "weak", "fake")     # one voter is enough here
+    q60 = assess([res(d, 0.97) for d in "ABCD"], rules=r, facts=ForensicFacts((512, 512), True, 60, False), specs={})
+    assert q60.level == "weak"

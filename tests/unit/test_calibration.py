@@ -241,3 +241,21 @@ def test_calibrating_our_own_predictions_csv_binds_the_weights_from_metrics_json
                str(tmp_path / "p.json"), "--json"], env)
     d = json.loads(out.stdout)
     assert d["weights_sha256"] == sha and d["calibrated"]["applied"] is True and 0 < d["calibrated"]["p_fake"] < 1
+
+
+def test_a_profile_follows_the_users_own_weights_file_across_variant_names():
+    # `calibrate --weights NPR=mine.pth` keys the column NPR:original; `detect --weights NPR=mine.pth` reports the
+    # variant "custom": the weights' sha256 is what identifies them
+    y, za, zb = complementary(200)
+    prof = fit_profile(y, [ScoreColumn("NPR:original", za, "a" * 64, "NPR", "original"),
+                           ScoreColumn("CLIP-D:original", zb, "b" * 64, "CLIP-D", "original")])
+    mine = [DetectionResult("NPR", "custom", 2.0, 0.88, "fake", 0.5, 0.1, (64, 64), (64, 64), None, False, "t",
+                            weights_sha256="a" * 64),
+            DetectionResult("CLIP-D", "original", 1.0, 0.73, "fake", 0.5, 0.1, (64, 64), (64, 64), None, False, "t",
+                            weights_sha256="b" * 64)]
+    app = prof.apply(mine)
+    assert set(app.scores) == {"NPR:custom", "CLIP-D:original"} and app.notes == ()
+    assert app.stacked_inputs == ("NPR:original", "CLIP-D:original") and app.stacked_p is not None
+    other = prof.apply([DetectionResult("NPR", "custom", 2.0, 0.88, "fake", 0.5, 0.1, (64, 64), (64, 64), None,
+                                        False, "t", weights_sha256="c" * 64)])
+    assert not other.scores and "no calibration for NPR:custom" in other.notes[0]

@@ -129,16 +129,21 @@ class Detector:
                 return [(logit, {**det, "precision": "bf16"}) for logit, det in out]
             return self.score(prepared)
 
+    def result_identity(self, details: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The variant a result reports, and its details: the user's own file is "custom", never the official one."""
+        if not self.custom_weights:
+            return self.spec.variant, dict(details)
+        return "custom", {**details, "weights": f"custom file {self.custom_weights}"}
+
     def _result(self, prep: Prepared, logit: float, elapsed: float, details: Mapping[str, Any]) -> DetectionResult:
         if not math.isfinite(logit):
             # a NaN/inf score must never become a label; the caller shows this sentence instead of a verdict
             raise ScoreError(f"{self.spec.key}: the model produced a non-finite score ({logit}); no verdict was "
                              "given. The weights are probably damaged: re-import the checkpoint.")
         p = sigmoid(logit)
-        if self.custom_weights:
-            details = {**details, "weights": f"custom file {self.custom_weights}"}
+        variant, details = self.result_identity(details)
         return DetectionResult(
-            detector_id=self.spec.id, variant="custom" if self.custom_weights else self.spec.variant, logit=logit, p_fake=p,
+            detector_id=self.spec.id, variant=variant, logit=logit, p_fake=p,
             label="fake" if p > self.spec.threshold else "real", threshold=self.spec.threshold,
             elapsed_s=elapsed, image_size=prep.image_size, input_size=prep.input_size, crop_box=prep.crop_box,
             resized=prep.resized, preprocessing=prep.description, weights_sha256=self.weights_sha256,

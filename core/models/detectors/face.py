@@ -343,11 +343,12 @@ class FaceDetector(Detector):
 
     def _no_face(self, image: Image.Image, elapsed: float) -> DetectionResult:
         nan = float("nan")
+        variant, details = self.result_identity({"message": NO_FACE_MESSAGE})
         return DetectionResult(
-            detector_id=self.spec.id, variant=self.spec.variant, logit=nan, p_fake=nan, label="no_face",
+            detector_id=self.spec.id, variant=variant, logit=nan, p_fake=nan, label="no_face",
             threshold=self.spec.threshold, elapsed_s=elapsed, image_size=image.size, input_size=(0, 0),
             crop_box=None, resized=False, preprocessing=self._description, weights_sha256=self.weights_sha256,
-            details={"message": NO_FACE_MESSAGE}, faces=())
+            details=details, faces=())
 
     def predict(self, image: Image.Image) -> DetectionResult:
         """Score every face; the face with the highest P(fake) decides the image's verdict (the base interface).
@@ -383,14 +384,13 @@ class FaceDetector(Detector):
         # One forward pass per face: each face's score is then independent of the other faces in the photo.
         faces = tuple(self._score_face(pf, with_cam) for pf in prepared)
         best = max(faces, key=lambda f: (f.logit, -f.index))
+        variant, details = self.result_identity({"n_faces": len(faces), "deciding_face": best.index,
+                                                 "face_p_fake": [f.p_fake for f in faces]})
         return DetectionResult(
-            detector_id=self.spec.id, variant=self.spec.variant, logit=best.logit, p_fake=best.p_fake,
+            detector_id=self.spec.id, variant=variant, logit=best.logit, p_fake=best.p_fake,
             label=best.label, threshold=self.spec.threshold, elapsed_s=time.perf_counter() - t0,
             image_size=image.size, input_size=self._input_wh, crop_box=best.crop_box, resized=True,
-            preprocessing=self._description, weights_sha256=self.weights_sha256,
-            details={"n_faces": len(faces), "deciding_face": best.index,
-                     "face_p_fake": [f.p_fake for f in faces]},
-            faces=faces)
+            preprocessing=self._description, weights_sha256=self.weights_sha256, details=details, faces=faces)
 
     def explain(self, image: Image.Image) -> Explanation:
         """Grad-CAM of every face pasted onto one full-image map (0 outside the faces).
