@@ -12,8 +12,8 @@ class DeepfakeLensError(Exception):
     """Base class: ``str(err)`` is a complete sentence meant for the user."""
 
 
-class BadImage(DeepfakeLensError, ValueError):
-    """An input could not be turned into an RGB image.
+class BadInput(DeepfakeLensError, ValueError):
+    """An input file could not be read; ``str(err)`` is ``"<path>: <why>"``.
 
     Args:
         path: what the user gave us (file name or ``"<bytes>"``).
@@ -26,18 +26,12 @@ class BadImage(DeepfakeLensError, ValueError):
         super().__init__(f"{self.path}: {why}")
 
 
-class BadVideo(DeepfakeLensError, ValueError):
-    """A video could not be read at all (empty, not a video, no video stream, over a limit).
+class BadImage(BadInput):
+    """An input could not be turned into an RGB image (empty, not an image, truncated, over a limit)."""
 
-    Args:
-        path: what the user gave us (file name or ``"<bytes>"``).
-        why: a human sentence saying what is wrong.
-    """
 
-    def __init__(self, path: str, why: str) -> None:
-        self.path = str(path)
-        self.why = why
-        super().__init__(f"{self.path}: {why}")
+class BadVideo(BadInput):
+    """A video could not be read at all (empty, not a video, no video stream, over a limit)."""
 
 
 class ConfigError(DeepfakeLensError, ValueError):

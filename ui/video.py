@@ -13,7 +13,6 @@ import streamlit as st
 from core.errors import BadVideo, DeepfakeLensError
 from core.models.detectors.face import FaceDetector
 from core.style import PALETTE
-from core.verdict.present import DIRECTION_COLOUR, UNCALIBRATED_NOTE, headline_text, level_meanings
 from core.video.analyse import CAVEAT, VideoAnalysis, analyse_video, split_detectors
 from core.video.reader import read_frame_at
 from core.video.report import frame_with_boxes, timeline_series, write_outputs
@@ -21,7 +20,7 @@ from core.video.sampling import SamplingPlan
 from core.video.verdict import video_rules_text
 from ui.figures import draw_boxes, heat_overlay
 from ui.models import availability, chosen_keys, get_detector
-from ui.verdict import rules
+from ui.verdict import render_assessment, rules
 from ui.widgets import current_profile
 
 VIDEO_TYPES = ["mp4", "mov", "webm", "mkv", "avi", "gif"]
@@ -108,19 +107,7 @@ def run_analysis(name: str, data: bytes, plan: SamplingPlan, keys: list[str], us
 
 def render_headline(a: VideoAnalysis) -> None:
     """The graded assessment (the image pages' words: :mod:`core.verdict.present`), its reasons, the reading summary."""
-    s = a.assessment
-    st.markdown(f"### :{DIRECTION_COLOUR[s.direction]}[{headline_text(s)}]")
-    st.markdown("\n".join(f"- {r}" for r in s.reasons))
-    for line in s.excluded:
-        st.caption(line)
-    if s.calibration:
-        st.caption("Calibration profile:")
-        st.text("\n".join(s.calibration))    # may quote the uploaded profile: plain text, never Markdown
-    if s.p_fake is None:
-        st.caption(UNCALIBRATED_NOTE[0].upper() + UNCALIBRATED_NOTE[1:] + ".")
-    with st.expander("What the levels mean"):
-        st.markdown("\n".join(f"- **{name}**: {text}" for name, text in level_meanings(rules()).items()))
-        st.caption(video_rules_text())
+    render_assessment(a.assessment, legend_note=video_rules_text(), hint="")
     st.caption(f"{a.stats.frames_read} frames read ({a.plan.describe()}), {len(a.tracks)} face track(s), "
                f"{a.elapsed_s:.1f} s. " + ("" if a.face_classifier else
                                            "FACE weights not installed: faces are found and tracked, not scored."))
