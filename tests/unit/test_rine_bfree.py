@@ -6,16 +6,18 @@ hand-built transformers-named state dict).
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import math
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.helpers import hooks_left
-from tests.helpers.golden import SHARED, manifest, requires_golden
 
 from core.errors import BadImage, ConfigError, WeightsCorrupt
+from core.models import weights as W
 from core.models.detectors.bfree import BFreeNet, build_bfree, crop_plan
 from core.models.detectors.openai_clip import load_visual_strict, openai_state_dict
 from core.models.detectors.rine import RineDetector, RineHead, RineNet
@@ -23,6 +25,9 @@ from core.models.preprocess import build_transform
 from core.models.registry import get_spec, list_specs
 from core.models.specs import CLIP_MEAN, CLIP_STD, DetectorSpec, PreprocessCfg, WeightsSpec, parse_spec
 from core.models.weights.store import check_digest
+from tests.helpers import hooks_left, make_tiny_checkpoint
+from tests.helpers.golden import SHARED, manifest, requires_golden
+from tests.helpers.http_server import Route, serve
 
 
 def _image(w: int, h: int, seed: int = 0) -> Image.Image:
@@ -190,6 +195,9 @@ def test_rine_ten_crop_averages_ten_logits_and_refuses_small_images():
         det.predict(_image(27, 60))
     batch = det.predict_batch([_image(40, 36), _image(50, 30, seed=1), _image(40, 36)])
     assert [b.logit for b in batch][0] == pytest.approx(r.logit, abs=1e-6) and batch[2].logit == batch[0].logit
+    with torch.inference_mode():                    # forward() takes what batch() builds: [N, 10, 3, H, W]
+        logits = det.forward(det.batch([det.prepare(_image(40, 36))]))
+    assert tuple(logits.shape) == (1,) and float(logits[0]) == pytest.approx(r.logit, abs=1e-5)
 
 
 def test_rine_gradcam_maps_only_the_image_part_of_a_padded_crop():
@@ -302,7 +310,7 @@ def test_a_torchscript_archive_backbone_loads_without_running_its_code(tmp_path)
 
 def test_shipped_specs():
     rine = {s.variant: s for s in list_specs("RINE")}
-    assert set(rine) == {"1class", "2class", "4class", "ldm", "4class_tencrop"}
+    assert set(rine) == {"1class", "2class", "4class", "ldm", "4class_tencrop", "custom"}
     assert get_spec("RINE").variant == "4class" and get_spec("B-Free").variant == "original"
     assert {s.backbone.file for s in rine.values()} == {"ViT-L-14.pt"}
     assert rine["4class_tencrop"].preprocess.mode == "ten_crop" and rine["4class_tencrop"].explain_layer is None
@@ -312,7 +320,9 @@ def test_shipped_specs():
     src = bfree["original"].weights.sources[0]
     assert src.member == "BFREE_dino2reg4/model_epoch_best.pth" and src.archive_md5 == "f3f53fa647848b16cf81c913f148a198"
     assert "non-profit" in bfree["original"].card.licence
-    for s in list(rine.values()) + list(bfree.values()):
+    assert set(bfree) == {"original", "fullframe", "custom"}
+    published = [s for s in list(rine.values()) + list(bfree.values()) if s.variant != "custom"]
+    for s in published:
         assert s.card.paper and s.card.code and s.card.licence and s.card.training_data, s.key
         assert s.coverage.generators and s.coverage.trained_until and 0 < s.ensemble_weight <= 0.25, s.key
     # The seed's five voters keep their weights, so the original vote is unchanged without RINE / B-Free.
@@ -329,3 +339,58 @@ def test_the_real_rine_2class_head_matches_its_declared_checksum():
     assert check_digest(spec, spec.weights, path) == spec.weights.sha256
     sd = torch.load(path, map_location="cpu", weights_only=True)
     RineHead(spec.options["nproj"], spec.options["proj_dim"]).load_state_dict(sd, strict=True)
+
+
+# --------------------------------------------------------------------------------------------- zip source (B-Free)
+
+_MEMBER = "BFREE_dino2reg4/model_epoch_best.pth"
+
+
+def _zip_of(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _zip_spec(url: str, md5: str | None) -> DetectorSpec:
+    """The B-Free source layout (url + member + archive_md5) on the tiny test architecture."""
+    return parse_spec({
+        "id": "TINY", "variant": "original", "arch": "tiny_cnn", "preprocess": {"mode": "full"},
+        "weights": {"file": "model_epoch_best.pth", "container": "model",
+                    "sources": [{"type": "url", "url": url, "member": _MEMBER, "archive_md5": md5}]},
+    })
+
+
+@pytest.fixture()
+def _online(monkeypatch):
+    monkeypatch.delenv("DEEPFAKE_LENS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+def test_a_zip_source_installs_only_its_member_after_the_archive_md5(_online, weights_home, tmp_path):
+    ckpt = make_tiny_checkpoint(tmp_path / "m.pth").read_bytes()
+    body = _zip_of({"BFREE_dino2reg4/config.yaml": b"arch: dino2reg4\n", _MEMBER: ckpt})
+    with serve({"/BFREE_dino2reg4.zip": Route(body)}) as srv:
+        spec = _zip_spec(srv.base + "/BFREE_dino2reg4.zip", hashlib.md5(body).hexdigest())
+        path = W.download(spec)
+    assert path == weights_home / "TINY" / "original" / "model_epoch_best.pth" and path.read_bytes() == ckpt
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".sha256.json")) == [path.name]
+    assert W.status(spec).state == "installed" and W.status(spec).sha256 == hashlib.sha256(ckpt).hexdigest()
+
+
+@pytest.mark.parametrize("members, md5, why", [
+    ({_MEMBER: b"x"}, "0" * 32, "checksum mismatch"),                    # not the archive the authors published
+    ({"other/model.pth": b"x"}, None, f"holds no member {_MEMBER}"),
+])
+def test_a_bad_zip_source_installs_nothing(_online, weights_home, members, md5, why):
+    body = _zip_of(members)
+    with serve({"/b.zip": Route(body)}) as srv:
+        spec = _zip_spec(srv.base + "/b.zip", md5)
+        with pytest.raises(WeightsCorrupt, match=why):
+            W.download(spec)
+    folder = weights_home / "TINY" / "original"
+    assert not folder.exists() or not any(folder.iterdir())
+    assert W.status(spec).state == "missing"
+

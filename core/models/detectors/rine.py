@@ -141,6 +141,13 @@ class RineDetector(TokenCamMixin, Detector):
         load_visual_strict(self.model.visual, self.backbone_layout, checkpoint, self.spec.id, path)
         self.model.eval()
 
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Batch → logits ``[N]``; a ten-crop batch ``[N, 10, 3, 224, 224]`` gives each image's mean crop logit."""
+        if batch.dim() == 5:
+            n, k = batch.shape[:2]
+            return super().forward(batch.flatten(0, 1)).reshape(n, k).mean(dim=1)
+        return super().forward(batch)
+
     def score(self, prepared: Sequence[Prepared]) -> list[tuple[float, Mapping[str, Any]]]:
         """Single crop: one forward for the batch. Ten-crop: every crop of every image in one forward, logits averaged."""
         batch = torch.stack([p.tensor for p in prepared]).to(self.device)

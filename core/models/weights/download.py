@@ -7,7 +7,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from core import settings
+from core import archive, settings
 from core.errors import DownloadError, WeightsCorrupt, WeightsError, WeightsUnavailable
 from core.models.specs import DetectorSpec, WeightSource, WeightsSpec
 from core.models.weights.store import (CHUNK, Progress, check_digest, how_to_fix, installed_path,
@@ -113,9 +113,12 @@ def download(spec: DetectorSpec, *, part: str = "weights", weights_dir: str | Pa
     for src in remote:
         try:
             if src.type == "url":
-                digest = download_url(src.url, dest, sha256=ws.sha256, size=ws.size, progress=progress,
-                                      detector=spec.id)
-                check_digest(spec, ws, dest)
+                if src.member:                         # the checkpoint is one member of a zip (B-Free)
+                    digest = _download_zip_member(spec, ws, src, dest, progress)
+                else:
+                    digest = download_url(src.url, dest, sha256=ws.sha256, size=ws.size, progress=progress,
+                                          detector=spec.id)
+                    check_digest(spec, ws, dest)
                 write_sidecar(dest, digest, src.describe())
                 return dest
             if src.type == "hf":
@@ -129,6 +132,47 @@ def download(spec: DetectorSpec, *, part: str = "weights", weights_dir: str | Pa
             tried.append(f"{src.describe()}: {exc}")
     raise DownloadError(spec.id, "could not download the weights: " + " | ".join(tried),
                         how_to_fix=how_to_fix(spec, part))
+
+
+def _download_zip_member(spec: DetectorSpec, ws: WeightsSpec, src: WeightSource, dest: Path,
+                         progress: Progress | None) -> str:
+    """Fetch the zip at ``src.url`` beside ``dest``, check the md5 its authors publish for the whole archive, then
+    extract only ``src.member`` (core.archive's member checks and size limit) and verify it as the checkpoint.
+    The zip never stays in the weights folder; ``dest`` appears only once everything matched.
+
+    Returns:
+        The sha256 of the installed checkpoint.
+    """
+    shown = src.url.rsplit("/", 1)[-1] or src.url
+    zpath, part = dest.with_name(dest.name + ".zip"), dest.with_name(dest.name + ".part")
+    try:
+        download_url(src.url, zpath, progress=progress, detector=spec.id)
+        if src.archive_md5:
+            md5 = hashlib.md5(usedforsecurity=False)
+            with open(zpath, "rb") as f:
+                for chunk in iter(lambda: f.read(CHUNK), b""):
+                    md5.update(chunk)
+            if md5.hexdigest() != src.archive_md5.lower():
+                raise WeightsCorrupt(spec.id, f"downloaded {shown} has md5 {md5.hexdigest()}, expected "
+                                              f"{src.archive_md5} (checksum mismatch); file removed.", path=str(dest))
+        limit = settings.max_checkpoint_bytes()
+        with archive.open_zip(zpath, shown) as zf:
+            found = [m for m in archive.check_members(zf.infolist(), max_member_bytes=limit) if m.name == src.member]
+            if not found:
+                raise WeightsCorrupt(spec.id, f"{shown} holds no member {src.member}.", path=str(dest))
+            with open(part, "wb") as out:
+                archive.copy_member(zf, found[0], out, limit, shown)
+        digest = check_digest(spec, ws, part, fresh=True, name=f"{shown}: {src.member}")
+        os.replace(part, dest)
+    except archive.ArchiveError as exc:
+        raise WeightsCorrupt(spec.id, str(exc), path=str(dest)) from None
+    except OSError as exc:
+        raise DownloadError(spec.id, f"cannot write {dest} ({exc.strerror or exc}).", path=str(dest)) from None
+    finally:
+        remove_quietly(zpath)
+        remove_quietly(part)
+    remember_written(dest, digest)
+    return digest
 
 
 def _download_hf(spec: DetectorSpec, ws: WeightsSpec, src: WeightSource) -> Path:
