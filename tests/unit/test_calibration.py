@@ -144,6 +144,7 @@ def test_isotonic_calibrator_is_monotone_and_clipped():
 
 # --------------------------------------------------------------------------------------------- CLI contract
 
+@pytest.mark.slow
 def test_evaluate_with_a_profile_adds_calibrated_and_stacked_columns(tmp_path):
     y, za, zb = complementary()
     preds = write_csv(tmp_path / "preds.csv", y, za, zb)
@@ -167,6 +168,7 @@ def two_tiny(tiny_config, weights_home, tmp_path):
             "HF_HUB_CACHE": str(tmp_path / "hub")}
 
 
+@pytest.mark.slow
 def test_detect_all_json_contract_and_profile(two_tiny, tmp_path):
     img = tmp_path / "x.png"
     img.write_bytes(png_bytes((96, 80)))
@@ -195,6 +197,7 @@ def test_detect_all_json_contract_and_profile(two_tiny, tmp_path):
     assert "Weighted vote of the original app: FAKE, 2 of 2 detectors voted" in text
 
 
+@pytest.mark.slow
 def test_report_json_carries_the_assessment(two_tiny, tmp_path):
     img = tmp_path / "x.png"
     img.write_bytes(png_bytes((96, 80)))
@@ -218,6 +221,7 @@ def test_a_column_profile_applies_to_csv_columns_only():
     assert "fit it again with --weights NPR=PATH" in prof.apply([r]).notes[0]
 
 
+@pytest.mark.slow
 def test_calibrating_our_own_predictions_csv_binds_the_weights_from_metrics_json(tiny_config, weights_home,
                                                                                   tmp_path):
     from tests.helpers import make_tiny_checkpoint

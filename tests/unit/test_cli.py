@@ -10,6 +10,9 @@ import zipfile
 import pytest
 from tests.helpers import ROOT, make_tiny_checkpoint, png_bytes
 
+# each test starts a Python process that imports torch (~5 s): full suite only, not the fast lane
+pytestmark = pytest.mark.slow
+
 
 def run(args, env_extra, timeout=120):
     env = dict(os.environ, **env_extra)

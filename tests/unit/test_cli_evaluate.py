@@ -37,6 +37,7 @@ def make_folder(root):
     return files
 
 
+@pytest.mark.slow
 def test_evaluate_end_to_end_then_cache_hit(env, tmp_path):
     files = make_folder(tmp_path / "data")
     a = make_tiny_checkpoint(tmp_path / "a.pt", seed=0)

@@ -109,6 +109,7 @@ def test_offline_fails_within_seconds(online, weights_home):
         del os.environ["DEEPFAKE_LENS_OFFLINE"]
 
 
+@pytest.mark.slow
 def test_hub_source_downloads_through_hf_endpoint(tmp_path, ckpt_bytes, tiny_config):
     """The Hub path runs for real: huggingface_hub talks to a local server through HF_ENDPOINT."""
     (tiny_config / "tinyhub.yaml").write_text(
