@@ -29,7 +29,8 @@ def confusion_figure(m: BinaryMetrics, title: str = "") -> go.Figure:
         z=share, x=cols, y=rows, text=text, texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
         showscale=False, customdata=z, hovertemplate="true %{y}, %{x}: %{customdata:.0f} images<extra></extra>"))
     thr = "verdict" if m.threshold is None else f"p_fake > {m.threshold:.2f}"
-    fig.update_layout(title=f"{title} ({thr})" if title else thr, height=260,
+    # the threshold on its own line: long source names ("Learned fusion (stacked, calibrated)") were cut off
+    fig.update_layout(title=f"{title}<br><sup>{thr}</sup>" if title else thr, height=280,
                       yaxis=dict(autorange="reversed", title="true"), xaxis=dict(title="predicted"), **_LAYOUT)
     return fig
 
