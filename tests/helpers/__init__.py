@@ -67,6 +67,18 @@ def install_tiny_detectors(config_dir: Path, weights_dir: Path, specs: dict[str,
         install.import_file(src, get_spec(det_id), weights_dir=weights_dir)
 
 
+def mark_zip_member_encrypted(raw: bytes, name: bytes) -> bytes:
+    """Set the 'encrypted' flag bit of one member in its local and central headers (zipfile cannot write it)."""
+    data = bytearray(raw)
+    for sig, flag_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
+        pos = data.find(sig)
+        while pos >= 0:
+            if data[pos + name_at:pos + name_at + len(name)] == name:
+                data[pos + flag_at] |= 0x1
+            pos = data.find(sig, pos + 4)
+    return bytes(data)
+
+
 def hooks_left(model: torch.nn.Module) -> list[str]:
     """Every hook still registered anywhere in ``model`` (Grad-CAM must leave none on a shared model)."""
     left = []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.helpers import make_tiny_checkpoint
+from tests.helpers import make_tiny_checkpoint, mark_zip_member_encrypted
 
 from core import archive
 from core.cli.main import main
@@ -56,18 +56,6 @@ def _symlink_zip(path: Path, name: str, target: bytes) -> Path:
     return path
 
 
-def _encrypted(raw: bytes, name: bytes) -> bytes:
-    """Set the 'encrypted' bit of one member in its local and central headers (zipfile cannot write it)."""
-    data = bytearray(raw)
-    for sig, flag_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
-        pos = data.find(sig)
-        while pos >= 0:
-            if data[pos + name_at:pos + name_at + len(name)] == name:
-                data[pos + flag_at] |= 0x1
-            pos = data.find(sig, pos + 4)
-    return bytes(data)
-
-
 # --------------------------------------------------------------------------------------------- core.archive
 
 @pytest.mark.parametrize("raw, why", [
@@ -92,7 +80,7 @@ def test_member_verdicts_cover_the_whole_policy(tmp_path, monkeypatch):
         "../evil.pt": b"x", "/abs.pt": b"x", "ok/a.pt#2": b"y", "ok/enc.pt": b"z" * 10,
         "ok/bomb.bin": b"\0" * (3 << 20), "ok/big.pt": b"b" * 2000, "ok/": b"",
     }, compression=zipfile.ZIP_DEFLATED).read_bytes()
-    with zipfile.ZipFile(io.BytesIO(_encrypted(raw, b"ok/enc.pt"))) as zf:
+    with zipfile.ZipFile(io.BytesIO(mark_zip_member_encrypted(raw, b"ok/enc.pt"))) as zf:
         got = {(m.name, m.status): m.reason for m in archive.check_members(zf.infolist(), max_member_bytes=1000)}
     assert got[("ok/a.pt", "ok")] == ""
     assert {n for n, s in got if s == "ignored"} == {"__MACOSX/ok/._a.pt", "ok/._b.pt", "ok/.DS_Store", "ok"}
@@ -201,7 +189,7 @@ def test_symlink_and_encrypted_members_are_refused_by_name(truefake, weights_hom
     reports, notes = install.import_bundle(_symlink_zip(tmp_path / "l.zip", LIB, b"/etc/passwd"))
     assert reports == [] and notes == [f"l.zip: {LIB}: refused (symbolic link (never followed))."]
     raw = _zip(tmp_path / "e.zip", {LIB: ckpt}).read_bytes()
-    (tmp_path / "e.zip").write_bytes(_encrypted(raw, LIB.encode()))
+    (tmp_path / "e.zip").write_bytes(mark_zip_member_encrypted(raw, LIB.encode()))
     reports, notes = install.import_bundle(tmp_path / "e.zip")
     assert reports == [] and notes == [f"e.zip: {LIB}: refused (encrypted member)."]
 

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tests.helpers import png_bytes
+from tests.helpers import png_bytes, mark_zip_member_encrypted
 
 from core.evaluation import datasets as D
 from core.evaluation.datasets import (
@@ -177,19 +177,7 @@ def _hostile_zip() -> bytes:
             zf.writestr("set/fake/enc.png", b"ciphertext")
             zf.writestr("set/misc/unlabelled.png", png_bytes(seed=7))
             zf.writestr("set/real/corrupt.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
-    return _mark_encrypted(buf.getvalue(), b"set/fake/enc.png")
-
-
-def _mark_encrypted(raw: bytes, name: bytes) -> bytes:
-    """Set the 'encrypted' flag bit of one member in its local and central headers (zipfile cannot write it)."""
-    data = bytearray(raw)
-    for sig, flag_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
-        pos = data.find(sig)
-        while pos >= 0:
-            if data[pos + name_at:pos + name_at + len(name)] == name:
-                data[pos + flag_at] |= 0x1
-            pos = data.find(sig, pos + 4)
-    return bytes(data)
+    return mark_zip_member_encrypted(buf.getvalue(), b"set/fake/enc.png")
 
 
 def test_zip_reports_every_hostile_member_as_a_row(tmp_path):
