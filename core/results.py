@@ -4,6 +4,7 @@ Convention everywhere: ``p_fake`` in [0, 1] and the raw ``logit`` with positive 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -62,6 +63,11 @@ class DetectionResult:
     def ok(self) -> bool:
         """True when the result carries a verdict (False for 'no face found')."""
         return self.label in ("real", "fake")
+
+    @property
+    def has_score(self) -> bool:
+        """True when the result carries a verdict with a finite p_fake and logit (a NaN/inf score never counts)."""
+        return self.ok and math.isfinite(self.p_fake) and math.isfinite(self.logit)
 
     @property
     def key(self) -> str:

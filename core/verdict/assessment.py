@@ -145,7 +145,7 @@ def _voices(results: Sequence[DetectionResult], rules: Rules, app: ProfileApplic
         faces_only = getattr(getattr(spec, "coverage", None), "content", "") == "faces"
         if weight <= 0 or faces_only or is_face_result(r, spec):
             continue                      # no vote (FACE): shown separately, its doubts do not count here
-        if not r.ok or not (math.isfinite(r.p_fake) and math.isfinite(r.logit)):
+        if not r.has_score:
             excluded.append(f"{r.detector_id} gave no verdict on this image")
             continue
         why = _out_of_coverage(r, spec)

@@ -150,7 +150,7 @@ def ensemble(results: Sequence[DetectionResult], config: EnsembleConfig | None =
     usable: list[DetectionResult] = []
     for r in results:
         w = float(cfg.weights.get(r.detector_id, 0.0))
-        if not r.ok or not (math.isfinite(r.p_fake) and math.isfinite(r.logit)):   # a NaN/inf score never votes
+        if not r.has_score:                       # no verdict, or a NaN/inf score: never votes
             excluded.append(f"{r.detector_id}: no verdict ({r.label if not r.ok else 'non-finite score'}) — excluded "
                             "from the vote.")
         elif w <= 0:
