@@ -29,10 +29,11 @@ st.markdown(
 
 st.subheader("Detectors")
 table = status_table()
-st.dataframe(table, hide_index=True, width="stretch", key="home.status")
 n_ready = int((table["status"] == "installed").sum())
-st.caption(f"{n_ready} of {len(table)} detectors ready (variant chosen in the sidebar). Detectors without weights "
-           "are never run — no verdict is shown from missing or random weights.")
+st.markdown(f"**{n_ready} of {len(table)} detectors ready.** Each uses the variant set in the sidebar (by default "
+            "the installed one). Detectors without weights are never run — no verdict comes from missing or random "
+            "weights.")
+st.table(table.set_index("detector"))          # a static table wraps long text: no column is cut off
 st.page_link("pages/5_Models.py", label="Install or manage weights → Models", icon=":material/inventory_2:")
 st.page_link("pages/6_Forensics.py", label="No weights yet? Forensic evidence works without them → Forensics",
              icon=":material/troubleshoot:")

@@ -23,11 +23,14 @@ NOTE_KEY = "deepfake_lens.note"
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image]
 
 
+UNNAMED = "the image"          # what a sentence calls bytes given without a file name
+
+
 def _name_of(src: ImageSource) -> str:
     if isinstance(src, (str, os.PathLike)):
         return str(src)
     name = getattr(src, "name", None)
-    return str(name) if isinstance(name, str) else "<bytes>"
+    return str(name) if isinstance(name, str) and name else UNNAMED
 
 
 def _integer_full_scale(img: Image.Image, rawmode: str) -> float:
@@ -120,9 +123,13 @@ def _pixel_limit_sentence(pixels: str) -> str:
             "set DEEPFAKE_LENS_MAX_PIXELS to raise it).")
 
 
-def open_image(data: bytes, name: str = "<bytes>") -> Image.Image:
+def open_image(data: bytes, name: str = UNNAMED) -> Image.Image:
     """Open (header only, nothing decoded) untrusted image bytes, refusing more pixels than
     ``settings.max_pixels()`` — the documented limit, which replaces Pillow's own 89.5 MP guard.
+
+    Args:
+        data: the file's bytes.
+        name: the file name every error sentence starts with (callers pass the user's file name).
 
     Raises:
         BadImage: not an image, or too many pixels.
@@ -186,11 +193,13 @@ def _decode(img: Image.Image, name: str) -> Image.Image:
     return out
 
 
-def load_image(src: ImageSource) -> Image.Image:
+def load_image(src: ImageSource, *, name: str | None = None) -> Image.Image:
     """Decode an image into an RGB PIL image with EXIF orientation applied.
 
     Args:
         src: a path, raw bytes, a binary file object, or a PIL image.
+        name: the file name used in error sentences (default: the path, the file object's name, or "the image"
+            for bare bytes), so a refusal always names what the user gave.
 
     Returns:
         A fully loaded ``PIL.Image.Image`` in mode ``"RGB"``. Animated files give their first frame.
@@ -203,7 +212,7 @@ def load_image(src: ImageSource) -> Image.Image:
         >>> load_image("photo.jpg").size
         (1024, 768)
     """
-    name = _name_of(src)
+    name = name or _name_of(src)
     if isinstance(src, Image.Image):
         w, h = src.size
         if w <= 0 or h <= 0:

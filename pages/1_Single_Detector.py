@@ -6,12 +6,12 @@ import json
 import streamlit as st
 
 from core.errors import DeepfakeLensError
-from core.models.explain import CAVEAT
 from core.models.registry import get_spec, list_detectors
 from ui.analysis import stored
-from ui.figures import draw_boxes, heat_overlay, p_fake_gauge_text
+from ui.figures import draw_boxes, p_fake_gauge_text
 from ui.forensics_views import render_probe, render_reasons, result_doubts
-from ui.models import apply_threads, availability, get_detector, variants_of
+from ui.gradcam import show_explanation
+from ui.models import apply_threads, availability, get_detector, variant_choice, variant_label, variants_of
 from ui.state import init_state
 from ui.verdict import render_calibrated
 from ui.widgets import image_input, show_image, sidebar_settings
@@ -21,9 +21,16 @@ init_state()
 sidebar_settings()
 st.title("Single detector")
 
+det_ids = list_detectors()
+ready = {d for d in det_ids if availability(variant_choice(d)).ready}
+if st.session_state.get("single.detector") not in det_ids:        # a new session opens on a runnable detector
+    st.session_state["single.detector"] = next((d for d in det_ids if d in ready), det_ids[0])
 c1, c2 = st.columns(2)
-det_id = c1.selectbox("Detector", list_detectors(), key="single.detector")
-variant = c2.selectbox("Variant", variants_of(det_id), key="single.variant")
+det_id = c1.selectbox("Detector", det_ids, key="single.detector",
+                      format_func=lambda d: d if d in ready else f"{d} (no weights)")
+vkey = f"single.variant.{det_id}"              # one per detector: a variant never carries over to another one
+st.session_state.setdefault(vkey, variant_choice(det_id).split(":", 1)[1])
+variant = c2.selectbox("Variant", variants_of(det_id), key=vkey, format_func=lambda v: variant_label(det_id, v))
 spec = get_spec(det_id, variant)
 av = availability(spec.key)
 with st.expander(f"Model card — {spec.card.title or spec.key}"):
@@ -47,7 +54,7 @@ if st.button(f"Run {spec.key}", type="primary", key="single.run"):
     else:
         apply_threads()
         try:
-            with st.spinner(f"Running {spec.key}…"):
+            with st.spinner(f"Running {spec.key}…", show_time=True):
                 results[spec.key] = det.predict(img)
         except DeepfakeLensError as exc:
             st.error(str(exc))
@@ -86,15 +93,9 @@ with right:
     st.download_button("Download result (JSON)", json.dumps(res.to_dict(), indent=1), f"{spec.key}.json",
                        "application/json", key="single.download")
     det, _ = get_detector(spec.key)
-    if det is not None and det.explainable and st.checkbox("Show Grad-CAM (where the model looked)",
-                                                           key="single.cam"):
-        with st.spinner("Grad-CAM…"):
-            exp = det.explain(img)
-        opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, key="single.cam_opacity")
-        st.image(heat_overlay(img, exp.heatmap, opacity), caption=f"Grad-CAM at {exp.target_layer}",
-                 width="stretch")
-        if float(exp.heatmap.max()) == 0.0:
-            st.info("The map is empty: no region pushed this model towards 'fake'.")
-        st.caption(CAVEAT)
+    show_cam = det is not None and det.explainable and st.checkbox("Show Grad-CAM (where the model looked)",
+                                                                   key="single.cam")
+if show_cam:        # full width; computed once per image and weights, the sliders only re-blend (ui.gradcam)
+    show_explanation(spec.key, cur.sha256, img, "single.cam")
 with st.expander("Robustness probe — does the verdict survive recompression, resizing, blur?"):
     render_probe(cur, img, [spec.key], key_prefix="single")

@@ -69,10 +69,11 @@ with c_res:
         st.stop()
     assessment, ens, results = current_assessment(cur)
     render_headline(assessment, ens)
-    m1, m2 = st.columns(2)           # how many voted is in the vote's line above
-    m1.metric("Weighted votes fake / real (uncalibrated)", f"{ens.votes_fake:.2f} / {ens.votes_real:.2f}",
+    # One metric per row (how many voted is in the vote's line above): side by side in this column their labels
+    # and values were cut off ("0.25 / …").
+    st.metric("Weighted votes fake / real (uncalibrated)", f"{ens.votes_fake:.2f} / {ens.votes_real:.2f}",
               help="Sums of weight × each detector's uncalibrated confidence in its own verdict.")
-    m2.metric("Mean logit (uncalibrated)", "n/a" if math.isnan(ens.mean_logit) else f"{ens.mean_logit:+.2f}",
+    st.metric("Mean logit (uncalibrated)", "n/a" if math.isnan(ens.mean_logit) else f"{ens.mean_logit:+.2f}",
               help="The weighted mean of raw logits on different scales: a score, not a probability.")
     if fusions_text(ens):
         st.caption(f"Logit fusions of the vote's detectors: {fusions_text(ens)}.")

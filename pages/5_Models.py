@@ -8,25 +8,17 @@ from core.errors import DeepfakeLensError
 from core.models import install
 from core.models import weights as W
 from core.models.registry import list_specs
-from ui.model_admin import data_root, import_upload
+from core.models.selection import downloadable, size_text
+from ui.model_admin import (CONFIRM, FLASH, data_root, delete_button, download_all_section, flash, import_upload,
+                            imported, show_flash)
 from ui.state import init_state
 from ui.status import status_table
 from ui.widgets import sidebar_settings
 
 
-def _done(reports, notes) -> None:  # noqa: ANN001 - lists of ImportReport / str
-    """Report an import; names from files and archives are untrusted, so they are shown as plain text."""
-    for r in reports:
-        label = f' as custom "{r.name}"' if r.name else ""
-        st.success(f"Installed {r.key}.")
-        st.text(f"{r.key}{label} → {r.path}\nsha256 {r.sha256}")
-    for n in notes:
-        st.text(n)
-
-
 def _failed(exc: DeepfakeLensError) -> None:
     st.error("Not imported.")
-    st.text(str(exc))
+    st.text(str(exc))                             # names the user's file, never a temporary path
 
 
 def _path_input(label: str, key: str) -> str:
@@ -47,7 +39,13 @@ st.caption(f"Weights folder: `{W.weights_dir()}` (set DEEPFAKE_LENS_WEIGHTS to m
 if data_root() is None:
     st.caption("Imports are uploads only. To import from a folder on this server, set DEEPFAKE_LENS_DATA_ROOT to "
                "that folder; paths are then confined to it.")
+show_flash()
 st.dataframe(status_table(every_variant=True), hide_index=True, key="models.table")
+
+st.subheader("Download every detector's weights")
+st.caption("What is missing for the detectors that have no installed variant yet, with sizes and licences. Each "
+           "file is verified before it is installed. Command line: `python -m core weights download-all`.")
+download_all_section()
 
 st.subheader("Import the Truebees bundle")
 st.caption("The TrueFake-trained weights of all detectors come as one Google Drive bundle "
@@ -60,15 +58,25 @@ with b2:
 if st.button("Import bundle", key="models.bundle_go", disabled=not (bundle_up or bundle_path)):
     with st.spinner("Verifying and importing…"):
         try:
-            _done(*import_upload(bundle_up, bundle_path, None, "weights"))
+            reports, notes = import_upload(bundle_up, bundle_path, None, "weights")
         except DeepfakeLensError as exc:
             _failed(exc)
+        else:
+            imported(reports, notes, "bundle")
+show_flash("bundle")
 
 st.subheader("Each detector")
 st.caption("A *custom* variant holds your own checkpoint for that architecture (fine-tuned or retrained): it must "
            "fit the architecture exactly, and it is labelled custom, with the name you give it, everywhere.")
+st.caption(f"Uploads are limited to {st.get_option('server.maxUploadSize')} MB per file (server.maxUploadSize). Larger "
+           "files, such as the CLIP backbones (0.6–1.7 GB), install with **Download**, a server path, or "
+           "`python -m core weights import FILE --detector ID --part backbone`.")
+confirm = st.session_state.get(CONFIRM)
+pending = {m[0] for m in st.session_state.get(FLASH, [])} | ({f"models.{confirm[0]}."} if confirm else set())
 for spec in list_specs():
-    with st.expander(f"{spec.key} — {spec.card.title}"):
+    # kept open when it holds a message or a delete confirmation: the rerun after an action must not hide them
+    with st.expander(f"{spec.key} — {spec.card.title}", expanded=any(w.startswith(f"models.{spec.key}.")
+                                                                      for w in pending)):
         for part, ws in W.parts(spec):
             stat = W.status(spec, part)
             st.markdown(f"**{part}** `{ws.file}` — **{stat.state}**" +
@@ -79,17 +87,20 @@ for spec in list_specs():
             if stat.state != "installed":
                 st.caption(stat.message)
             if ws.sources:
-                st.caption("Sources: " + "; ".join(s.describe() for s in ws.sources))
+                st.caption("Sources: " + "; ".join(s.describe() for s in ws.sources) +
+                           f" · size: {size_text(ws)} · licence: {ws.licence or spec.card.licence}")
             k = f"models.{spec.key}.{part}"
             c1, c2, c3 = st.columns(3)
-            if any(s.type in ("url", "hf", "gdrive") for s in ws.sources) and c1.button("Download", key=k + ".dl"):
-                bar = st.progress(0.0, text="Downloading…")
+            if downloadable(ws) and c1.button("Download", key=k + ".dl"):
+                bar = st.progress(0.0, text="Connecting…")
                 try:
-                    W.download(spec, part=part, progress=lambda d, t: bar.progress(min(1.0, d / t) if t else 0.0,
-                                                                                   text=f"{d / 1e6:.1f} MB"))
-                    st.success("Downloaded and verified.")
+                    got = W.download(spec, part=part, progress=lambda d, t: bar.progress(
+                        min(1.0, d / t) if t else 0.0, text=f"{d / 1e6:.1f} MB"))
                 except DeepfakeLensError as exc:
                     st.error(str(exc))            # names the YAML's own sources only
+                else:
+                    flash("success", f"Downloaded and verified the {part} of {spec.key}.", [str(got)], k)
+                    st.rerun()
             custom = spec.variant == install.CUSTOM and part == "weights"
             up = c2.file_uploader("Import your own file" if custom else "Import a file", key=k + ".up")
             with c2:
@@ -98,9 +109,11 @@ for spec in list_specs():
             if c2.button("Import", key=k + ".import", disabled=not (up or path)):
                 try:
                     with st.spinner("Verifying…"):
-                        _done(*import_upload(up, path, spec, part, custom_name=name))
+                        reports, notes = import_upload(up, path, spec, part, custom_name=name)
                 except DeepfakeLensError as exc:
                     _failed(exc)
-            if stat.state != "missing" and c3.button("Delete", key=k + ".del"):
-                W.delete(spec, part)
-                st.rerun()
+                else:
+                    imported(reports, notes, k)
+            if stat.state != "missing":
+                delete_button(spec, part, k, c3)
+            show_flash(k)

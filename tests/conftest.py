@@ -14,8 +14,9 @@ os.environ.setdefault("DEEPFAKE_LENS_OFFLINE", "1")
 
 @pytest.fixture(autouse=True)
 def _isolated_score_cache(tmp_path_factory, monkeypatch):
-    """Evaluation's score cache never touches ~/.cache during tests."""
+    """Evaluation's score cache and the remembered preferences never touch the home folder during tests."""
     monkeypatch.setenv("DEEPFAKE_LENS_CACHE", str(tmp_path_factory.mktemp("score-cache")))
+    monkeypatch.setenv("DEEPFAKE_LENS_PREFERENCES", str(tmp_path_factory.mktemp("prefs") / "preferences.json"))
 
 
 @pytest.fixture()

@@ -24,28 +24,55 @@ def stored_errors(sha: str) -> dict[str, str]:
     return st.session_state["analyse.errors"].setdefault(sha, {})
 
 
+# Seconds each detector last took to score an image in this process (process-wide timings only): the estimate of
+# the time left in the next run.
+_RUN_SECONDS: dict[str, float] = {}
+
+
+def _left_text(todo: Sequence[str], elapsed: float, done: int) -> str:
+    """"about 40 s left" from the last timings of the detectors still to run (or the mean so far), else ""."""
+    if not todo:
+        return ""
+    mean = elapsed / done if done else None
+    known = [_RUN_SECONDS.get(k, mean) for k in todo]
+    if any(t is None for t in known):
+        return ""
+    m, s = divmod(int(round(sum(known))), 60)
+    return f" · about {f'{m} min ' if m else ''}{s} s left"
+
+
 def run_detectors(cur: CurrentImage, image: Image.Image, keys: Sequence[str]) -> None:
-    """Run the given installed detectors on the image inside an ``st.status`` box, skipping ones already done."""
+    """Run the given installed detectors on the image inside an ``st.status`` box, skipping ones already done.
+
+    The box says which detector runs, how many are left, the elapsed time and an estimate of the time left; a model
+    that must first be loaded says so (:func:`ui.models.get_detector`).
+    """
     apply_threads()
     done, errors = stored(cur.sha256), stored_errors(cur.sha256)
     todo = [k for k in keys if k not in done and k not in errors]
     if not todo:
         return
+    t_all = time.perf_counter()
     with st.status(f"Running {len(todo)} detector(s)…", expanded=True) as box:
         for i, key in enumerate(todo, 1):
-            box.update(label=f"Running {key} ({i}/{len(todo)})…")
+            elapsed = time.perf_counter() - t_all
+            box.update(label=f"Running {key} ({i} of {len(todo)}) · {elapsed:.0f} s so far"
+                             f"{_left_text(todo[i - 1:], elapsed, i - 1)}")
             det, why = get_detector(key)
             if det is None:
                 errors[key] = why
+                st.text(f"✗ {why}")                 # may quote a file name: plain text
                 continue
             t0 = time.perf_counter()
             try:
                 done[key] = det.predict(image)
-                st.write(f"✓ {key}: {done[key].label} in {time.perf_counter() - t0:.1f} s")
+                _RUN_SECONDS[key] = time.perf_counter() - t0
+                st.write(f"✓ {key}: {done[key].label} in {_RUN_SECONDS[key]:.1f} s")
             except DeepfakeLensError as exc:
                 errors[key] = str(exc)
-                st.write(f"✗ {key}: {exc}")
-        box.update(label=f"Done: {len(todo)} detector(s)", state="complete", expanded=False)
+                st.text(f"✗ {key}: {exc}")
+        box.update(label=f"Done: {len(todo)} detector(s) in {time.perf_counter() - t_all:.0f} s", state="complete",
+                   expanded=False)
 
 
 def ensemble_keys() -> tuple[list[str], dict[str, str]]:

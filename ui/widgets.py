@@ -16,6 +16,7 @@ from core.io import IMAGE_TYPES, load_image
 from core.models.registry import list_detectors
 from core.verdict.calibration import Profile, load_profile
 from core.verdict.present import profile_description
+from ui.models import remember_variant, variant_choice, variant_label, variants_of
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,28 @@ def _set_current(name: str, data: bytes, note: str = "") -> None:
     st.session_state["analyse.image"] = CurrentImage(name, data, hashlib.sha256(data).hexdigest(), note)
 
 
+def _uploaded(page: str) -> None:
+    # A new upload (or its removal) is the latest action: it wins over an example picked before it.
+    st.session_state[f"{page}.source"] = "upload"
+    st.session_state[f"{page}.example"] = "—"
+
+
+def _picked_example(page: str) -> None:
+    st.session_state[f"{page}.example_new"] = True
+
+
+def upload_limit_mb() -> int:
+    """The image uploader's per-file limit in MB: the library's byte limit (``DEEPFAKE_LENS_MAX_BYTES``), never
+    above the server's ``server.maxUploadSize`` (which refuses larger requests anyway)."""
+    server = int(st.get_option("server.maxUploadSize"))
+    return max(1, min(server, settings.max_bytes() // settings.MB))
+
+
 def image_input(page: str) -> tuple[CurrentImage, Image.Image] | None:
     """Upload or pick an example; the choice is shared by every page through ``st.session_state``.
+
+    The latest action wins: picking an example while a file sits in the upload box shows the example (and says
+    so); uploading a file afterwards switches back to the upload.
 
     Returns:
         (the current image, its decoded RGB image) or None when nothing usable is chosen. A bad file shows one
@@ -41,20 +62,26 @@ def image_input(page: str) -> tuple[CurrentImage, Image.Image] | None:
     """
     col_up, col_ex = st.columns([3, 2])
     with col_up:
-        up = st.file_uploader("Upload an image", type=IMAGE_TYPES, key=f"{page}.upload")
+        up = st.file_uploader("Upload an image", type=IMAGE_TYPES, key=f"{page}.upload", on_change=_uploaded,
+                              args=(page,), max_upload_size=upload_limit_mb())
     with col_ex:
         examples = list_examples()
         names = ["—"] + [e.name for e in examples]
-        pick = st.selectbox("…or try an example", names, key=f"{page}.example")
-    if up is not None:
+        pick = st.selectbox("…or try an example", names, key=f"{page}.example", on_change=_picked_example,
+                            args=(page,))
+    if st.session_state.pop(f"{page}.example_new", False):
+        st.session_state[f"{page}.source"] = "example" if pick != "—" else "upload"
+        if pick != "—":
+            ex = next(e for e in examples if e.name == pick)
+            _set_current(ex.name, example_bytes(ex), f"{ex.origin} — {ex.credit}")
+    if up is not None and st.session_state.get(f"{page}.source") != "example":
         data = up.getvalue()
         cur = st.session_state.get("analyse.image")
         if cur is None or cur.name != up.name or cur.sha256 != hashlib.sha256(data).hexdigest():
             _set_current(up.name, data)
-    elif pick != "—" and st.session_state.get(f"{page}.example_last") != pick:
-        ex = next(e for e in examples if e.name == pick)
-        _set_current(ex.name, example_bytes(ex), f"{ex.origin} — {ex.credit}")
-    st.session_state[f"{page}.example_last"] = pick
+    if up is not None and st.session_state.get(f"{page}.source") == "example":
+        st.info("Showing the example you picked, not the file in the upload box. To analyse your file instead, "
+                "set the example back to — or upload it again.")
     cur = st.session_state.get("analyse.image")
     if cur is None:
         return None
@@ -98,7 +125,6 @@ def persistent(widget, label: str, key: str, **kwargs):
 
 def sidebar_settings() -> None:
     """Device / threads / variant choices (namespaced session keys, shared by all pages)."""
-    from ui.models import variants_of
     with st.sidebar:
         st.markdown("### Settings")
         persistent(st.selectbox, "Device", "settings.device", options=["cpu"], help="Models run on CPU.")
@@ -109,17 +135,33 @@ def sidebar_settings() -> None:
                         "change on the test images (bench/results.json). Every other detector stays in faithful "
                         "float32 (R50_nodown's bf16 gain measured 1.85–2.29×, not reliably the required 2×). Off by "
                         "default: the default is the papers' exact numbers.")
-        with st.expander("Detector variants"):
-            chosen = st.session_state["settings.variants"]
-            for det_id in list_detectors():
-                opts = variants_of(det_id)
-                if len(opts) > 1:
-                    key = f"settings.variant.{det_id}"
-                    st.session_state.setdefault(key, chosen.get(det_id, opts[0]))
-                    if st.session_state[key] not in opts:
-                        st.session_state[key] = opts[0]
-                    chosen[det_id] = persistent(st.selectbox, det_id, key, options=opts)
+        variant_sidebar()
         profile_sidebar()
+
+
+def variant_sidebar() -> None:
+    """One variant per detector id. A new session starts on the installed variant (the original when several
+    are) or the one remembered from the last pick; a pick is remembered in the preferences file for new sessions
+    and the command line (:mod:`core.preferences`)."""
+    def _picked(det_id: str, wkey: str) -> None:
+        if not remember_variant(det_id, st.session_state[wkey]):
+            st.session_state["settings.prefs_unsaved"] = True
+
+    with st.expander("Detector variants"):
+        for det_id in list_detectors():
+            opts = variants_of(det_id)
+            if len(opts) < 2:
+                continue
+            wkey = f"settings.variant.{det_id}._w"
+            # Re-seeded every run: the default follows what is installed until the analyst picks one.
+            st.session_state[wkey] = variant_choice(det_id).split(":", 1)[1]
+            st.selectbox(det_id, opts, key=wkey, on_change=_picked, args=(det_id, wkey),
+                         format_func=lambda v, d=det_id: variant_label(d, v))
+        if st.session_state.get("settings.prefs_unsaved"):
+            st.caption("Your picks hold for this session only: the preferences file could not be written.")
+        else:
+            st.caption("Your picks are remembered for new sessions and the command line.")
+        st.text(str(settings.preferences_file()))      # a path: plain text
 
 
 # --------------------------------------------------------------------------------------------- calibration profile

@@ -17,6 +17,7 @@ from core.errors import DeepfakeLensError
 from core.models.detectors.base import Detector
 from core.models.factory import create_detector
 from core.models.registry import get_spec
+from core.models.selection import resolve_key
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
@@ -59,7 +60,7 @@ def chosen_keys(text: str | None, flag: str = "--detectors") -> list[str]:
         UnknownDetector: an id or variant that is not registered.
         UsageError: one variant named twice.
     """
-    keys = [get_spec(name).key for name in split_ids(text)]
+    keys = [resolve_key(name) for name in split_ids(text)]      # a bare ID: its installed / remembered variant
     if len(set(keys)) != len(keys):
         raise UsageError(f"a detector variant is listed twice in {flag}.")
     return keys
@@ -130,18 +131,21 @@ class ByteProgress:
     """A tqdm bar on stderr for byte counts (downloads), fed as ``update(done, total)``."""
 
     def __init__(self, desc: str) -> None:
-        self._bar = tqdm(desc=desc, unit="B", unit_scale=True, file=sys.stderr)
+        self._desc = desc
+        self._bar: tqdm | None = None       # drawn at the first byte: a download that fails at once prints no bar
 
     def update(self, done: int, total: int | None) -> None:
         """Move the bar to ``done`` bytes of ``total``."""
+        if self._bar is None:
+            self._bar = tqdm(desc=self._desc, unit="B", unit_scale=True, file=sys.stderr, total=total)
         if total and self._bar.total != total:
             self._bar.total = total
-        self._bar.n = done
-        self._bar.refresh()
+        self._bar.update(done - self._bar.n)     # tqdm's own rate limit: one line per refresh, not per chunk
 
     def close(self) -> None:
-        """End the bar's line."""
-        self._bar.close()
+        """End the bar's line (nothing when no byte arrived)."""
+        if self._bar is not None:
+            self._bar.close()
 
 
 __all__ = ["EXIT_OK", "EXIT_USER_ERROR", "UsageError", "Parser", "err", "os_error_sentence", "split_ids", "chosen_keys",

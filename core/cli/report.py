@@ -1,8 +1,9 @@
 """``python -m core report IMAGE --out DIR``: write report.json and report.html for one image.
 
-Without ``--detectors`` the report uses every detector that can run here: the installed variant of each id
-(:func:`core.models.selection.installed_variants`) plus any detector given a file with ``--weights``/``--backbone``;
-the others are listed under "Not run".
+Without ``--detectors`` the report uses every detector that can run here: the default variant of each id when it
+is installed (:func:`core.models.selection.default_keys`: the remembered choice, else the original when several
+are installed) plus any detector given a file with ``--weights``/``--backbone``; the others are listed under
+"Not run".
 """
 from __future__ import annotations
 
@@ -18,22 +19,23 @@ from core.errors import WeightsError
 from core.models.detectors.base import Detector
 from core.models.factory import create_detector
 from core.models.registry import get_spec, list_detectors
-from core.models.selection import installed_variants, variant_state
+from core.models.selection import default_keys, resolve_key, variant_state
 from core.report.build import CaseReport, build_report
 from core.verdict.calibration import load_profile
 
 
 def _default_keys(named: Sequence[str]) -> list[str]:
-    """Installed variant per id; an id named with ``ID:variant`` in ``named`` uses that variant instead."""
-    by_id = {spec.id: spec.key for spec in installed_variants()}
+    """Installed default variant per id; an id named with ``ID:variant`` in ``named`` uses that variant instead."""
+    by_id = {key.split(":", 1)[0]: key for key in default_keys(installed_only=True)}
     for ident in named:
         spec = get_spec(ident)
         if ":" in ident or spec.id not in by_id:
-            by_id[spec.id] = spec.key
+            by_id[spec.id] = resolve_key(ident)
     return [by_id[d] for d in list_detectors() if d in by_id]
 
 
-def _why_not_installed(det_id: str) -> str:
+def why_not_installed(det_id: str) -> str:
+    """Why a detector (``ID`` or ``ID:variant``) did not run: "weights not installed" with its parts' states."""
     vs = variant_state(get_spec(det_id))
     return "weights not installed" + ("" if vs.state == "missing" else f" ({vs.problems()})")
 
@@ -58,7 +60,7 @@ def select_detectors(names: str | None, weight_opts: Sequence[str] | None = None
     if explicit:
         return create_detectors(keys, weights, backbones), {}
     chosen_ids = {k.split(":", 1)[0] for k in keys}
-    not_run = {d: _why_not_installed(d) for d in list_detectors() if d not in chosen_ids}
+    not_run = {d: why_not_installed(d) for d in list_detectors() if d not in chosen_ids}
     dets: list[Detector] = []
     for key in keys:
         w, b = weights.get(key), backbones.get(key)
@@ -104,6 +106,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_out_dir(out)
     profile = load_profile(args.profile) if args.profile else None     # a bad profile fails before any work
     dets, missing = select_detectors(args.detectors, args.weights, args.backbone)
+    for det in dets if args.fast else []:
+        det.use_fast_mode()                 # bf16 only where offered (options.fast_bf16); results say so
     rep = build_report(image, dets, name=image.name, missing=missing, probe=not args.no_probe,
                        ela_quality=args.ela_quality, include_gps=args.include_gps, profile=profile, rule=args.rule,
                        progress=lambda m: print(m, file=sys.stderr))
@@ -127,6 +131,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-probe", action="store_true", help="skip the robustness probe (7 scorings per detector)")
     p.add_argument("--ela-quality", type=int, default=90, help="JPEG quality of the error level analysis (90)")
     p.add_argument("--include-gps", action="store_true", help="include the EXIF GPS position (left out by default)")
+    p.add_argument("--fast", action="store_true", help="bf16 fast mode for the detectors that offer it")
     p.add_argument("--profile", metavar="PROFILE.json", help="calibration profile for the assessment")
     p.add_argument("--rule", choices=("graded", "vote", "stacked"), help="the assessment's rule (default: "
                                                                          "configs/ensemble.yaml)")

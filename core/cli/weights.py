@@ -1,4 +1,7 @@
-"""``python -m core weights status | import | download | delete``: manage checkpoints.
+"""``python -m core weights status | import | download | download-all | delete``: manage checkpoints.
+
+``weights download-all`` lists every missing checkpoint of the detectors that have no installed variant (file,
+size, licence, source), asks, then downloads each with its own progress bar.
 
 ``weights import FILE --detector ID --as custom [--name NAME]`` installs your own checkpoint as ``ID:custom``
 (strict fit to the architecture, name and sha256 recorded); a zip or folder without ``--detector`` is the Truebees
@@ -11,10 +14,12 @@ import json
 import sys
 from pathlib import Path
 
-from core.cli.common import EXIT_OK, ByteProgress, err
+from core.cli.common import EXIT_OK, EXIT_USER_ERROR, ByteProgress, err
+from core.errors import DeepfakeLensError
 from core.models import install
 from core.models import weights as W
 from core.models.registry import get_spec, list_specs
+from core.models.selection import DownloadItem, download_plan
 
 
 def status_rows(verify: bool = False) -> list[dict]:
@@ -98,6 +103,49 @@ def cmd_weights_download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def plan_lines(plan: list[DownloadItem]) -> list[str]:
+    """The download plan as aligned text lines: detector, part, file, size, licence, then the source."""
+    lines = [f"{'detector':<20} {'part':<9} {'file':<34} {'size':<19} licence"]
+    for it in plan:
+        lines.append(f"{it.spec.key:<20} {it.part:<9} {it.file:<34} {it.size:<19} {it.licence}")
+        lines.append(f"{'':<20} from {it.source}")
+    return lines
+
+
+def cmd_weights_download_all(args: argparse.Namespace) -> int:
+    """List what is missing (sizes and licences first), ask, then download each file with its own progress bar.
+
+    A file that fails is reported in one sentence and the others still run; the exit code is 2 when any failed.
+    """
+    plan = download_plan()
+    if not plan:
+        print("Every detector that can be downloaded has an installed variant: nothing to download.")
+        return EXIT_OK
+    print("\n".join(plan_lines(plan)))
+    print("Read each licence before use: several allow research or non-commercial use only.")
+    if args.dry_run:
+        return EXIT_OK
+    if not args.yes:
+        if not sys.stdin.isatty():
+            return err("add --yes to download these files without a question (stdin is not a terminal).")
+        if input(f"Download these {len(plan)} file(s)? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing downloaded.")
+            return EXIT_OK
+    failed = 0
+    for i, it in enumerate(plan, 1):
+        bar = ByteProgress(f"[{i}/{len(plan)}] {it.spec.key} {it.part}")
+        try:
+            path = W.download(it.spec, part=it.part, progress=bar.update)
+            print(f"downloaded {it.spec.key} ({it.part}) → {path}")
+        except DeepfakeLensError as exc:
+            failed += 1
+            print(f"failed: {exc}", file=sys.stderr)
+        finally:
+            bar.close()
+    print(f"{len(plan) - failed} of {len(plan)} file(s) downloaded.")
+    return EXIT_OK if not failed else EXIT_USER_ERROR
+
+
 def cmd_weights_delete(args: argparse.Namespace) -> int:
     """Remove an installed checkpoint from the weights folder."""
     spec = get_spec(args.detector)
@@ -126,6 +174,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("detector", help="ID or ID:variant")
     s.add_argument("--part", choices=("weights", "backbone"))
     s.set_defaults(func=cmd_weights_download)
+    s = wsub.add_parser("download-all", help="download the missing weights of every detector (lists sizes and "
+                                              "licences first)")
+    s.add_argument("--yes", action="store_true", help="do not ask before downloading")
+    s.add_argument("--dry-run", action="store_true", help="only list what would be downloaded")
+    s.set_defaults(func=cmd_weights_download_all)
     s = wsub.add_parser("delete", help="remove an installed checkpoint")
     s.add_argument("detector")
     s.add_argument("--part", choices=("weights", "backbone"), default="weights")

@@ -114,7 +114,7 @@ def read_metadata(data: bytes, name: str = "<bytes>", *, include_gps: bool = Fal
         ('Canon EOS 5D', 92, False)
     """
     data = bytes(data)
-    return _metadata(data, name, load_image(data), include_gps)   # load_image: BadImage with one sentence
+    return _metadata(data, name, load_image(data, name=name), include_gps)   # load_image: BadImage with one sentence
 
 
 def _metadata(data: bytes, name: str, rgb: Image.Image, include_gps: bool) -> Metadata:
@@ -166,7 +166,7 @@ def analyse(data: bytes, name: str = "<bytes>", *, ela_quality: int = 90, includ
         BadImage: unreadable image, above the pixel limit, or smaller than 16×16.
     """
     data = bytes(data)
-    img = load_image(data)                          # decoded once for the metadata's hashes and every view
+    img = load_image(data, name=name)               # decoded once for the metadata's hashes and every view
     meta = _metadata(data, name, img, include_gps)
     return Evidence(meta, frequency_view(img, jpeg=meta.jpeg.is_jpeg), npr_view(img),
                     ela_view(img, ela_quality, max_side=MAX_SIDE), noise_view(img))

@@ -36,12 +36,22 @@ def _texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def _home_table(at: AppTest):
+    """Home's detector table (a static st.table, so no long column is cut off), detector id as a column."""
+    return at.table[0].value.reset_index()
+
+
 def test_home_without_weights_lists_detectors_as_not_installed():
     at = _home()
     assert not at.exception
-    df = at.dataframe[0].value
+    df = _home_table(at)
     assert {"CLIP-D", "R50_TF", "R50_nodown", "P2G", "NPR", "FACE"} <= set(df["detector"])
     assert set(df["status"]) == {"weights not installed"}
+    # where the weights come from, how large they are and their licence, in full
+    clip = df[df.detector == "CLIP-D"].iloc[0]
+    assert "backbone from Hugging Face laion/CLIP-ViT-L-14-CommonPool.XL-s13B-b90K (~1.7 GB)" in clip["weights"]
+    assert clip["licence"] == "Apache-2.0"
+    assert "0 of" in _texts(at) and "detectors ready" in _texts(at)
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -192,11 +202,17 @@ def test_models_page_imports_and_deletes(tiny_config, weights_home, tmp_path, mo
     at.button(key="models.TINY:original.weights.import").click().run()
     assert not at.exception
     assert any("Installed" in s.value for s in at.success)
-    at.run()
-    df = _frame(at, "checkpoints")
+    df = _frame(at, "in use")                        # refreshed at once: no reload needed
     assert df[df.detector == "TINY"]["status"].tolist() == ["installed"]
     at.button(key="models.TINY:original.weights.del").click().run()
-    df = _frame(at, "checkpoints")
+    assert not at.exception and "Delete the weights of TINY:original?" in _texts(at)
+    at.button(key="models.TINY:original.weights.del_no").click().run()           # cancel keeps the file
+    df = _frame(at, "in use")
+    assert df[df.detector == "TINY"]["status"].tolist() == ["installed"]
+    at.button(key="models.TINY:original.weights.del").click().run()
+    at.button(key="models.TINY:original.weights.del_yes").click().run()
+    assert not at.exception and "Deleted the weights of TINY:original." in _texts(at)
+    df = _frame(at, "in use")
     assert df[df.detector == "TINY"]["status"].tolist() == ["weights not installed"]
 
 
@@ -302,3 +318,135 @@ def test_evaluation_shows_calibrated_and_stacked_rows_with_a_profile(tmp_path):
     assert {"toolA (CSV) (calibrated)", "Learned fusion (stacked, calibrated)"} <= set(table["source"])
     cv = _frame(at, "ece_after")
     assert "learned fusion (stacked, cross-validated)" in set(cv["source"])
+
+
+TWO_VARIANTS = """\
+id: TWO
+arch: tiny_cnn
+weights:
+  file: two.pt
+  container: model
+  sources:
+    - {type: url, url: "http://127.0.0.1:9/two.pt"}
+preprocess: {mode: full, large_crop: 64}
+ensemble_weight: 0.5
+card: {title: Two-variant test detector, paper: none, licence: MIT, training_data: none}
+variants:
+  original:
+    default: true
+  truefake: {}
+"""
+
+
+@pytest.fixture()
+def two_variants(tiny_config, weights_home, tmp_path):
+    """TWO (variants original and truefake) with only truefake installed; TINY registered, not installed."""
+    from core.models import install
+    from core.models.registry import get_spec
+    from tests.helpers import make_tiny_checkpoint
+    (tiny_config / "two.yaml").write_text(TWO_VARIANTS)
+    install.import_file(make_tiny_checkpoint(tmp_path / "two.pt", bias=2.0), get_spec("TWO:truefake"))
+    return tiny_config
+
+
+def _row(at: AppTest, det_id: str):
+    df = _home_table(at)
+    return df[df.detector == det_id].iloc[0]
+
+
+def test_a_new_session_uses_the_installed_variant_and_remembers_a_pick(two_variants):
+    from core import preferences
+    at = _home()
+    row = _row(at, "TWO")
+    assert (row["variant"], row["status"]) == ("truefake", "installed")      # not the registry's original
+    assert "1 of" in _texts(at) and "detectors ready" in _texts(at)
+    box = at.selectbox(key="settings.variant.TWO._w")
+    assert box.value == "truefake" and box.format_func("original") == "original · no weights"
+    box.set_value("original").run()
+    assert not at.exception
+    assert _row(at, "TWO")["status"] == "weights not installed"              # this session follows the pick
+    assert preferences.load_variants() == {"TWO": "original"}
+    fresh = _home()                          # a new session: the remembered pick is not installed → the installed one
+    assert _row(fresh, "TWO")["variant"] == "truefake"
+
+
+def test_single_page_opens_on_a_detector_with_weights_and_never_carries_a_variant_over(two_variants):
+    at = _home()
+    at.switch_page("pages/1_Single_Detector.py").run()
+    assert not at.exception
+    assert at.selectbox(key="single.detector").value == "TWO"                 # the only one with weights
+    assert at.selectbox(key="single.variant.TWO").value == "truefake"
+    assert not at.warning
+    at.selectbox(key="single.detector").set_value("TINY").run()
+    assert at.selectbox(key="single.variant.TINY").value == "original"
+    assert "TINY:original: weights not installed." in _texts(at)
+    at.selectbox(key="single.detector").set_value("TWO").run()
+    assert at.selectbox(key="single.variant.TWO").value == "truefake" and not at.warning
+
+
+def test_picking_an_example_while_an_upload_is_present_is_shown_and_said(decided):
+    at = _home()
+    at.file_uploader(key="home.upload").upload("mine.png", png_bytes((64, 64)), "image/png").run()
+    assert at.session_state["analyse.image"].name == "mine.png"
+    at.selectbox(key="home.example").set_value("Coffee (camera photo)").run()
+    assert not at.exception
+    assert at.session_state["analyse.image"].name == "Coffee (camera photo)"
+    assert any("Showing the example you picked" in i.value for i in at.info)
+    at.run()                                                                   # a rerun keeps the latest choice
+    assert at.session_state["analyse.image"].name == "Coffee (camera photo)"
+    at.selectbox(key="home.example").set_value("—").run()                     # back to the upload
+    assert at.session_state["analyse.image"].name == "mine.png"
+    assert not any("Showing the example" in i.value for i in at.info)
+
+
+def test_the_image_uploader_limit_is_the_library_limit(monkeypatch):
+    import tomllib
+    from core import settings
+    from ui.widgets import upload_limit_mb
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * settings.MB == settings.max_bytes()    # one number: 200 MB
+    assert config["server"]["fileWatcherType"] == "none" and config["client"]["toolbarMode"] == "minimal"
+    at = _home()
+    assert at.file_uploader(key="home.upload").proto.max_upload_size_mb == 200
+    monkeypatch.setenv("DEEPFAKE_LENS_MAX_BYTES", str(50 * settings.MB))
+    at = _home()
+    assert at.file_uploader(key="home.upload").proto.max_upload_size_mb == 50
+    assert upload_limit_mb() <= config["server"]["maxUploadSize"]
+
+
+def test_models_page_names_the_uploaded_file_never_a_temporary_path(tiny_config):
+    at = _home()
+    at.switch_page("pages/5_Models.py").run()
+    at.file_uploader(key="models.TINY:original.weights.up").upload("my weights.pth", b"\x80\x04junk not torch",
+                                                                  "application/octet-stream").run()
+    at.button(key="models.TINY:original.weights.import").click().run()
+    assert not at.exception
+    said = "\n".join(t.value for t in at.text if "preferences.json" not in t.value)
+    assert "checkpoint my weights.pth is damaged" in said and "dl-import" not in said and "upload.pth" not in said
+
+
+def test_models_page_download_all_lists_sizes_and_licences_and_is_off_offline(tiny_config):
+    at = _home()
+    at.switch_page("pages/5_Models.py").run()
+    plan = at.table[0].value.reset_index()
+    clip = plan[(plan.detector == "CLIP-D:original") & (plan.part == "backbone")].iloc[0]
+    assert clip["size"] == "~1.7 GB" and clip["licence"].startswith("MIT")
+    assert "TINY:original" in set(plan.detector)
+    assert any("Downloads are off on this server" in i.value for i in at.info)
+
+
+def test_a_variant_with_only_its_backbone_is_partial_as_on_the_command_line(tiny_config, tmp_path, capsys):
+    from core.cli.main import main
+    from core.models import install
+    from core.models.registry import get_spec
+    from tests.helpers import make_tiny_checkpoint
+    (tiny_config / "tiny.yaml").write_text(
+        "id: TINY\nvariant: original\narch: tiny_cnn\npreprocess: {mode: full, large_crop: 64}\n"
+        "weights: {file: tiny.pt, container: model}\nbackbone: {file: bb.pt, container: model}\n"
+        "card: {title: Tiny, licence: MIT, training_data: none}\n")
+    install.import_file(make_tiny_checkpoint(tmp_path / "bb.pt"), get_spec("TINY"), part="backbone",
+                        verify_architecture=False)
+    at = _home()
+    assert _row(at, "TINY")["status"] == "partial (weights missing)"
+    main(["list"])
+    assert "partial (weights missing)" in capsys.readouterr().out

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from core import archive, settings
 from core.errors import DownloadError, WeightsCorrupt, WeightsError, WeightsUnavailable
@@ -111,6 +114,10 @@ def download(spec: DetectorSpec, *, part: str = "weights", weights_dir: str | Pa
         raise DownloadError(spec.id, "downloads are disabled (offline mode: HF_HUB_OFFLINE / "
                                      "DEEPFAKE_LENS_OFFLINE is set).", how_to_fix=how_to_fix(spec, part))
     for src in remote:
+        unreachable = _unreachable(_host_url(src))
+        if unreachable:
+            tried.append(unreachable)              # fail fast: no retries against a host that cannot answer
+            continue
         try:
             if src.type == "url":
                 if src.member:                         # the checkpoint is one member of a zip (B-Free)
@@ -122,16 +129,55 @@ def download(spec: DetectorSpec, *, part: str = "weights", weights_dir: str | Pa
                 write_sidecar(dest, digest, src.describe())
                 return dest
             if src.type == "hf":
-                return _download_hf(spec, ws, src)
+                return _download_hf(spec, ws, src, progress)
             if src.type == "gdrive":
                 _download_gdrive(spec, ws, src, dest)
                 return dest
         except WeightsCorrupt:
             raise
         except WeightsError as exc:
-            tried.append(f"{src.describe()}: {exc}")
-    raise DownloadError(spec.id, "could not download the weights: " + " | ".join(tried),
+            tried.append(_sentence(exc))
+    raise DownloadError(spec.id, f"could not download {ws.file}: " + "; ".join(t.rstrip(".") for t in tried) + ".",
                         how_to_fix=how_to_fix(spec, part))
+
+
+def _sentence(exc: WeightsError) -> str:
+    """The reason in ``exc`` without its ``ID: `` prefix and how-to-fix tail (the final error adds both once)."""
+    text = str(exc).removeprefix(f"{exc.detector}: ")
+    return text[: -len(exc.how_to_fix)].rstrip() if exc.how_to_fix and text.endswith(exc.how_to_fix) else text
+
+
+def _host_url(src: WeightSource) -> str:
+    """The address a source downloads from (the Hub's endpoint may be a mirror: ``HF_ENDPOINT``)."""
+    if src.type == "hf":
+        return settings.hf_endpoint() or "https://huggingface.co"
+    if src.type == "gdrive":
+        return "https://drive.google.com"
+    return src.url or ""
+
+
+def _unreachable(url: str) -> str | None:
+    """None when the host of ``url`` accepts a connection within the connect timeout, else one sentence.
+
+    Checked before each source so an offline machine fails in about a second with a clear reason, instead of
+    waiting through a client library's retries (huggingface_hub retried for 23 s here).
+    """
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=settings.connect_timeout()).close()
+    except socket.gaierror:
+        return f"{host} cannot be reached (no network connection, or its name does not resolve here)"
+    except ConnectionRefusedError:
+        return f"{host} cannot be reached (it refused the connection)"
+    except TimeoutError:
+        return f"{host} cannot be reached (no answer within {settings.connect_timeout():.0f} s; a firewall or proxy?)"
+    except OSError as exc:
+        return f"{host} cannot be reached ({(exc.strerror or type(exc).__name__).lower()})"
+    return None
 
 
 def _download_zip_member(spec: DetectorSpec, ws: WeightsSpec, src: WeightSource, dest: Path,
@@ -175,13 +221,33 @@ def _download_zip_member(spec: DetectorSpec, ws: WeightsSpec, src: WeightSource,
     return digest
 
 
-def _download_hf(spec: DetectorSpec, ws: WeightsSpec, src: WeightSource) -> Path:
+def _forwarding_bar(progress: Progress) -> type:
+    """A tqdm class that draws nothing and hands the Hub's byte counts to ``progress`` (one bar per file: ours)."""
+    from tqdm import tqdm
+
+    class _Forward(tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.pop("name", None)                 # huggingface_hub's own keyword, unknown to tqdm
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            self._done = int(kwargs.get("initial") or 0)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self._done += int(n or 0)
+            progress(self._done, self.total)
+            return None
+
+    return _Forward
+
+
+def _download_hf(spec: DetectorSpec, ws: WeightsSpec, src: WeightSource, progress: Progress | None = None) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
     try:
         # endpoint read at call time so HF_ENDPOINT (mirrors, the tests' local server) applies per call
         p = Path(hf_hub_download(repo_id=src.repo_id, filename=src.filename, revision=src.revision,
-                                 etag_timeout=settings.connect_timeout(), endpoint=settings.hf_endpoint()))
+                                 etag_timeout=settings.connect_timeout(), endpoint=settings.hf_endpoint(),
+                                 tqdm_class=_forwarding_bar(progress) if progress else None))
     except LocalEntryNotFoundError:
         raise DownloadError(spec.id, f"{src.describe()} is not reachable (offline?) and not cached.") from None
     except HfHubHTTPError as exc:

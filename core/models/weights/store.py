@@ -55,9 +55,11 @@ def installed_path(spec: DetectorSpec, part: str = "weights", weights_dir_: str 
 
 # --------------------------------------------------------------------------------------------- hashing
 
-# Hashes of files this process wrote itself (imports, downloads), keyed by the file's full identity: replacing or
-# rewriting the file changes the inode, size, mtime or ctime, so a stale entry can never match. Every other file
-# is hashed from its bytes each time; a ``.sha256.json`` sidecar is provenance only, never a hash source.
+# Hashes of files this process wrote (imports, downloads) or read whole, keyed by the file's full identity:
+# replacing or rewriting the file changes the inode, size, mtime or ctime (ctime cannot be set back from user
+# space), so a stale entry can never match. Without this, every page render of the app re-read each installed
+# checkpoint (1.7 GB for the CLIP-D backbone) to show its status. A ``.sha256.json`` sidecar is provenance only,
+# never a hash source; ``fresh=True`` (``weights status --verify``) always re-reads the bytes.
 _hash_cache: dict[tuple[int, ...], str] = {}
 _hash_lock = threading.Lock()
 
@@ -73,7 +75,8 @@ def remember_written(path: str | Path, digest: str) -> None:
 
 
 def sha256_file(path: str | Path, *, fresh: bool = False) -> str:
-    """sha256 of a file's bytes (a file this process wrote is not re-hashed while its identity is unchanged).
+    """sha256 of a file's bytes (not re-read while the file's identity is unchanged since this process hashed or
+    wrote it).
 
     Args:
         path: the file.
@@ -89,6 +92,9 @@ def sha256_file(path: str | Path, *, fresh: bool = False) -> str:
         h = hashlib.sha256()
         for chunk in iter(lambda: f.read(CHUNK), b""):
             h.update(chunk)
+        if _identity(os.fstat(f.fileno())) == key:      # unchanged while we read it: safe to remember
+            with _hash_lock:
+                _hash_cache[key] = h.hexdigest()
     return h.hexdigest()
 
 
