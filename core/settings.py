@@ -24,6 +24,12 @@ anything of ours; every other module asks this one.
 | ``DEEPFAKE_LENS_VIDEO_DECODE_SECONDS`` | 600 s | wall-time bound on decoding one video (no hang) |
 | ``DEEPFAKE_LENS_DATA_ROOT`` | (none) | the only server folder the app may read; unset = no server paths |
 | ``DEEPFAKE_LENS_PROFILES`` | ``~/.cache/deepfake-lens/profiles`` | calibration profiles the app offers |
+| ``DEEPFAKE_LENS_PREFERENCES`` | ``~/.config/deepfake-lens/preferences.json`` | remembered choices (variants) |
+| ``DEEPFAKE_LENS_API_TOKEN`` | (none) | bearer token the HTTP API requires; unset = no token |
+| ``DEEPFAKE_LENS_API_CORS_ORIGINS`` | (none) | comma-separated origins allowed by CORS; unset = CORS off |
+| ``DEEPFAKE_LENS_API_WORKERS`` / ``_API_QUEUE`` | 1 / 16 | analyses run at once / waiting before 503 |
+| ``DEEPFAKE_LENS_API_TIMEOUT`` | 120 s | per-request time limit (queue wait included) |
+| ``DEEPFAKE_LENS_API_JOB_TIMEOUT`` / ``_API_JOB_TTL`` / ``_API_MAX_JOBS`` | 1800 s / 3600 s / 64 | jobs |
 """
 from __future__ import annotations
 
@@ -86,6 +92,13 @@ def extra_config_dirs() -> list[Path]:
 def profiles_dir() -> Path:
     """Calibration profiles the app lists in its sidebar (``DEEPFAKE_LENS_PROFILES``)."""
     return _path("DEEPFAKE_LENS_PROFILES") or Path.home() / ".cache" / "deepfake-lens" / "profiles"
+
+
+def preferences_file() -> Path:
+    """The user's remembered choices, e.g. detector variants (``DEEPFAKE_LENS_PREFERENCES``; ``XDG_CONFIG_HOME``
+    is honoured for the default)."""
+    base = _path("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return _path("DEEPFAKE_LENS_PREFERENCES") or base / "deepfake-lens" / "preferences.json"
 
 
 def data_root() -> Path | None:
@@ -170,3 +183,45 @@ def offline() -> bool:
 def hf_endpoint() -> str | None:
     """A Hugging Face Hub mirror (``HF_ENDPOINT``), read per call."""
     return os.environ.get("HF_ENDPOINT") or None
+
+
+# ----------------------------------------------------------------------------------------------- HTTP API
+
+def api_token() -> str | None:
+    """The bearer token every API request must carry (``DEEPFAKE_LENS_API_TOKEN``); None = no token asked."""
+    return os.environ.get("DEEPFAKE_LENS_API_TOKEN", "").strip() or None
+
+
+def api_cors_origins() -> list[str]:
+    """Origins allowed by CORS (``DEEPFAKE_LENS_API_CORS_ORIGINS``, comma-separated); empty = CORS off."""
+    return [o.strip() for o in os.environ.get("DEEPFAKE_LENS_API_CORS_ORIGINS", "").split(",") if o.strip()]
+
+
+def api_workers() -> int:
+    """Analyses the API runs at once (threads sharing the cached models)."""
+    return max(1, _int("DEEPFAKE_LENS_API_WORKERS", 1))
+
+
+def api_queue() -> int:
+    """Requests that may wait for a worker; one more is refused with 503 and Retry-After."""
+    return max(0, _int("DEEPFAKE_LENS_API_QUEUE", 16))
+
+
+def api_timeout() -> float:
+    """Seconds one API request may take, waiting in the queue included."""
+    return _float("DEEPFAKE_LENS_API_TIMEOUT", 120.0)
+
+
+def api_job_timeout() -> float:
+    """Seconds one API job (video, robustness probe) may run before it is stopped."""
+    return _float("DEEPFAKE_LENS_API_JOB_TIMEOUT", 1800.0)
+
+
+def api_job_ttl() -> float:
+    """Seconds a finished job's result is kept."""
+    return _float("DEEPFAKE_LENS_API_JOB_TTL", 3600.0)
+
+
+def api_max_jobs() -> int:
+    """Most jobs kept at once (queued, running and finished)."""
+    return max(1, _int("DEEPFAKE_LENS_API_MAX_JOBS", 64))

@@ -14,11 +14,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from core.cli import calibrate, detect, evaluate, list as list_cmd, report, video, weights
+from core.cli import calibrate, detect, evaluate, list as list_cmd, report, serve, video, weights
 from core.cli.common import EXIT_OK, Parser, err, os_error_sentence
 from core.errors import DeepfakeLensError
 
-COMMANDS = (list_cmd, weights, detect, evaluate, calibrate, report, video)
+COMMANDS = (list_cmd, weights, detect, evaluate, calibrate, report, video, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

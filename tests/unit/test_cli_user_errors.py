@@ -65,6 +65,10 @@ CASES = [
     (["report", "{img}", "--out", "{out}", "--ela-quality", "0"], "between 1 and 100"),
     # video
     (["video", "{missing}", "--out", "{out}"], "missing.png"),
+    # serve
+    (["serve", "--port", "70000"], "--port must be between 0 and 65535"),
+    (["serve", "--workers", "0"], "--workers must be at least 1"),
+    (["serve", "--timeout", "0"], "--timeout must be a positive number"),
 ]
 
 
