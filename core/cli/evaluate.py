@@ -22,18 +22,25 @@ from core.cli.common import (
 )
 from core.evaluation import datasets as D
 from core.evaluation import runner as E
+from core.evaluation.distributed.engine import DetectorInfo, evaluate_ray
+from core.evaluation.distributed.shards import SHARDS_FOLDER
 from core.evaluation.profiled import apply_profile
 from core.tables import frame_to_csv
 from core.verdict.calibration import load_profile
 
 
+SUMMARY_COLUMNS = ("accuracy", "balanced_accuracy", "tpr", "tnr", "roc_auc", "average_precision", "eer",
+                   "tpr_at_fpr_5", "ece")
+
+
 def _print_summary(report) -> None:  # noqa: ANN001 - runner.Report
-    cols = ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "eer", "tpr_at_fpr_5", "ece")
-    print(f"{'source':<28} {'n':>6} " + " ".join(f"{c[:17]:>17}" for c in cols))
+    """One line per source with the headline metrics (TPR = fake recall, TNR = real recall)."""
+    widths = [max(len(c), 6) for c in SUMMARY_COLUMNS]
+    print(f"{'source':<28} {'n':>6} " + " ".join(f"{c:>{w}}" for c, w in zip(SUMMARY_COLUMNS, widths)))
     for key, sr in report.sources.items():
         m = sr.overall
-        cells = [("n/a" if m.value(c) is None else f"{m.value(c):.4f}") for c in cols]
-        print(f"{key[:28]:<28} {m.n:>6} " + " ".join(f"{c:>17}" for c in cells))
+        cells = [("n/a" if m.value(c) is None else f"{m.value(c):.4f}") for c in SUMMARY_COLUMNS]
+        print(f"{key[:28]:<28} {m.n:>6} " + " ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
 
 
 def _check_options(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -45,6 +52,10 @@ def _check_options(args: argparse.Namespace) -> tuple[Path, Path]:
         raise UsageError(f"--threshold must be strictly between 0 and 1 (got {args.threshold}).")
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1.")
+    if args.engine != "ray" and (args.address or args.workers is not None):
+        raise UsageError("--address and --workers go with --engine ray.")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1.")
     out_dir = Path(args.out).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: exists and is not a folder.")
@@ -87,17 +98,22 @@ def _run(dataset, dets: list, external, args: argparse.Namespace):  # noqa: ANN0
     bars: list = []
 
     def progress(done: int, total: int, eta: float | None) -> None:
-        if not bars:
+        if not bars:                    # drawn once at creation; update() (not refresh) avoids a second 0/N line
             bars.append(tqdm(total=total, unit="img", desc="evaluate", file=sys.stderr, dynamic_ncols=True))
-        bars[0].n = done
-        bars[0].refresh()
+        bars[0].update(done - bars[0].n)
 
+    common = dict(batch_size=args.batch_size, progress=progress, cache=not args.no_cache,
+                  ensemble=False if args.no_ensemble else None, external=external)
     try:
-        return E.evaluate(dataset, dets, batch_size=args.batch_size, progress=progress,
-                          cache=False if args.no_cache else True,
-                          ensemble=False if args.no_ensemble else None, external=external)
+        if args.engine == "ray":
+            return evaluate_ray(dataset, dets, address=args.address, workers=args.workers, verbose=args.verbose,
+                                shards_dir=Path(args.out).expanduser() / SHARDS_FOLDER,
+                                log=lambda line: tqdm.write(line, file=sys.stderr), **common)
+        return E.evaluate(dataset, dets, **common)
     except KeyboardInterrupt:
-        raise UsageError("interrupted; the scores computed so far are cached, so the same command resumes.") from None
+        kept = ("the finished batches are kept in the shards under --out" if args.engine == "ray" else
+                "the scores computed so far are cached")
+        raise UsageError(f"interrupted; {kept}, so the same command resumes.") from None
     finally:
         for b in bars:
             b.close()
@@ -135,6 +151,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return err(f"{path}: no files found.")
     with dataset:
         dets = create_detectors(keys, weights, backbones)
+        if args.engine == "ray":         # the actors load their own models: keep only identities and weights here
+            dets = [DetectorInfo.of(d) for d in dets]
         _ensure_out_dir(out_dir)
         print(dataset.summary(), file=sys.stderr)
         run = _run(dataset, dets, external, args)
@@ -168,4 +186,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, help="folder for predictions.csv and metrics.json")
     s.add_argument("--profile", metavar="PROFILE.json",
                    help="calibration profile: adds calibrated columns and the learned fusion (stacked)")
+    s.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: a Ray cluster (pip install -r requirements-scale.txt)")
+    s.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="join this Ray cluster (needs its token: RAY_AUTH_MODE=token, RAY_AUTH_TOKEN); "
+                        "default: start a private local instance")
+    s.add_argument("--workers", type=int, metavar="N",
+                   help="Ray actors per detector (default: sized from the cluster's CPUs)")
+    s.add_argument("--verbose", action="store_true", help="show Ray's own logs and progress bars")
     s.set_defaults(func=cmd_evaluate)
