@@ -109,6 +109,10 @@ class Shots:
 
     def single_detector(self) -> None:
         self._go("Single Detector", "Model card")
+        # a new session opens on a detector that can run: pick one without weights for the "missing" shot
+        self.page.locator('[data-testid="stSelectbox"]').filter(has_text="Detector").first.click()
+        self.page.get_by_role("option", name="CLIP-D").first.click()
+        self.page.get_by_text("Install weights").first.wait_for(timeout=60_000)
         self._save("single_detector_missing", 500)
         self.page.locator('[data-testid="stSelectbox"]').filter(has_text="Detector").first.click()
         self.page.get_by_role("option", name="TEST_A").click()
@@ -128,6 +132,12 @@ class Shots:
         self._go("Forensics", "Frequency")
         self._example("Nearest-neighbour upsampled texture (rendered by this project; shows up-sampling traces)")
         self._save("forensics", 6000)
+        # a pixel map with its colour bar: error levels of a camera photo
+        self._example("Coffee (camera photo)")
+        self.page.get_by_role("tab", name="Error levels (ELA)").click()
+        self.page.locator("p:visible").filter(has_text="Whole image (").first.wait_for(timeout=60_000)
+        self.page.get_by_text("Re-save quality").first.scroll_into_view_if_needed()
+        self._save("forensics_maps", 3000)
 
     def evaluation(self) -> None:
         """Two tools' predictions CSV, then their calibration profile: calibrated and stacked rows appear."""
@@ -174,7 +184,9 @@ class Shots:
         self._save("models", 1000)
 
 
-ORDER = ("home", "ensemble", "single_detector", "face", "forensics", "evaluation", "video", "models")
+# the Evaluation step loads a calibration profile into the sidebar, which later pages would then mention: it runs
+# after the image and video pages
+ORDER = ("home", "ensemble", "single_detector", "face", "forensics", "video", "evaluation", "models")
 
 
 def main(names: list[str]) -> int:

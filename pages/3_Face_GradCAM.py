@@ -4,10 +4,21 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.models.explain import CAVEAT
+from core.errors import DeepfakeLensError
 from core.models.registry import get_spec
-from ui.faces import DETECTION, HELP, P_FAKE, detect_faces, face_boxes, face_rows, score_faces
-from ui.figures import draw_boxes, heat_overlay, p_fake_gauge_text
+from ui.faces import (
+    DETECTION,
+    HELP,
+    P_FAKE,
+    detect_faces,
+    face_boxes,
+    face_rows,
+    faces_cached,
+    faces_found,
+    score_faces,
+)
+from ui.figures import draw_boxes, p_fake_gauge_text
+from ui.gradcam import CamItem, compare
 from ui.models import availability, variant_choice
 from ui.state import init_state
 from ui.widgets import image_input, show_image, sidebar_settings
@@ -30,12 +41,34 @@ picked = image_input("face")
 if picked is None:
     st.stop()
 cur, img = picked
-faces = detect_faces(cur.sha256, img)
+steps = st.empty()          # the steps' progress boxes, removed once every step has succeeded
+failed = False
+with steps.container():
+    faces = detect_faces(cur.sha256, img) if faces_found(cur.sha256) else None
+    if faces is None:
+        with st.status("Finding faces (MTCNN)…", expanded=False) as box:
+            faces = detect_faces(cur.sha256, img)
+            box.update(label=f"Found {len(faces)} face(s)", state="complete")
+    scored = None
+    if faces and av.ready:
+        if faces_cached(key, cur.sha256):
+            scored = score_faces(key, cur.sha256, img)
+        else:
+            with st.status("Scoring faces…", expanded=True) as box:
+                try:
+                    scored = score_faces(key, cur.sha256, img, box)
+                    box.update(label=f"Scored {len(scored.faces)} face(s) with Grad-CAM", state="complete",
+                               expanded=False)
+                except DeepfakeLensError as exc:
+                    failed = True
+                    box.update(label="The face classifier could not run", state="error")
+                    st.error(str(exc))
+if not failed:
+    steps.empty()
 if not faces:
     show_image(img, cur)
     st.info("No face found in this image.")
     st.stop()
-scored = score_faces(key, cur.sha256, img) if av.ready else None
 shown = scored.faces if scored else faces
 left, right = st.columns(2)
 with right:
@@ -56,17 +89,14 @@ if scored is None:
                   "face was swapped needs the classifier's weights.")
     st.stop()
 with right:
-    opacity = st.slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="face.opacity")
-    cols = st.columns(2)
+    cols = st.columns(min(3, len(scored.faces)))
     for i, f in enumerate(scored.faces):
-        with cols[i % len(cols)]:
-            crop = img.crop(f.crop_box)
-            st.image(heat_overlay(crop, f.heatmap, opacity) if f.heatmap is not None else crop,
-                     caption=f"face #{f.index} · face detection confidence {f.detection_prob:.3f}",
-                     width="stretch")
-            if f.heatmap is not None and float(f.heatmap.max()) == 0.0:
-                st.caption("Empty map: nothing in this face pushed the model towards 'fake'.")
-            verdict = "FAKE" if f.p_fake > threshold else "REAL"
-            st.metric(f"Face #{f.index} P(fake)", p_fake_gauge_text(f.p_fake), verdict,
-                      delta_color="inverse" if verdict == "FAKE" else "normal")
-st.caption(CAVEAT)
+        verdict = "FAKE" if f.p_fake > threshold else "REAL"
+        cols[i % len(cols)].metric(f"Face #{f.index} P(fake)", p_fake_gauge_text(f.p_fake), verdict,
+                                   delta_color="inverse" if verdict == "FAKE" else "normal")
+st.subheader("Grad-CAM: where the classifier looked in each face")
+st.caption("Computed once per image (and shared with other sessions); the view, opacity and swipe sliders only "
+           "re-blend the stored maps.")
+compare([CamItem(f"face #{f.index} · P(fake) {f.p_fake:.3f} · detection confidence {f.detection_prob:.3f}",
+                 img.crop(f.crop_box), f.heatmap) for f in scored.faces if f.heatmap is not None], "face.cam",
+        default_view="Side by side")

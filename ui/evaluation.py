@@ -11,6 +11,7 @@ import dataclasses
 import html
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from core.evaluation import datasets as D
 from core.evaluation import runner as E
 from core.evaluation.metrics import METRIC_LABELS, BinaryMetrics
 from core.io import IMAGE_TYPES
-from core.models.registry import list_specs
+from core.models.registry import get_spec, list_specs
 from core.tables import frame_to_csv
 from ui import eval_figures as F
 
@@ -29,9 +30,14 @@ STATE_DEFAULTS = {"eval.result": None, "eval.job": None, "eval.cancel_requested"
                   "eval.message": None, "eval.inputs": {}}
 SERVER_PATH = "Path on the server"
 SOURCES = ("Zip file", "Folder upload", "Image files (+ labels CSV)", SERVER_PATH, "Predictions CSV only")
-TABLE_METRICS = ("accuracy", "balanced_accuracy", "tpr", "tnr", "roc_auc", "average_precision", "eer",
-                 "tpr_at_fpr_1", "tpr_at_fpr_5", "oracle_threshold", "oracle_accuracy", "ece", "coverage")
+# threshold-free ranking metrics first (ROC-AUC, EER, TPR at a fixed FPR), so they are on screen without scrolling
+TABLE_METRICS = ("roc_auc", "eer", "tpr_at_fpr_1", "tpr_at_fpr_5", "accuracy", "balanced_accuracy", "tpr", "tnr",
+                 "average_precision", "ece", "oracle_threshold", "oracle_accuracy", "coverage")
 GALLERY_MAX = 24
+# short column headers (the full name is the header's tooltip), so the table's first columns fit without scrolling
+SHORT_LABELS = {"roc_auc": "AUC", "tpr_at_fpr_1": "TPR@1%FPR", "tpr_at_fpr_5": "TPR@5%FPR", "accuracy": "acc.",
+                "balanced_accuracy": "bal. acc.", "tpr": "TPR", "tnr": "TNR", "average_precision": "AP",
+                "oracle_threshold": "oracle thr.", "oracle_accuracy": "oracle acc.", "coverage": "decided"}
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,12 @@ def detector_picker() -> list[str]:
     from ui.models import availability, chosen_keys
     avail = [availability(s.key) for s in list_specs()]
     ready = [a.spec.key for a in avail if a.ready]
-    missing = [a.spec.key for a in avail if not a.ready]
+    # detectors with no installed variant at all, by name (listing every variant, "custom" ones included, was noise)
+    missing = list(dict.fromkeys(a.spec.id for a in avail if not any(b.ready for b in avail if b.spec.id == a.spec.id)))
     kwargs = {}
     current = st.session_state.get("eval.detectors")
-    if current is None:
-        kwargs["default"] = [k for k in chosen_keys() if k in ready]
+    if current is None:     # face-swap classifiers are offered, never pre-chosen: AI-image data have no swapped faces
+        kwargs["default"] = [k for k in chosen_keys() if k in ready and get_spec(k).coverage.content != "faces"]
     elif any(k not in ready for k in current):      # weights removed since: drop them instead of failing
         st.session_state["eval.detectors"] = [k for k in current if k in ready]
     picked = st.multiselect("Detectors", ready, key="eval.detectors", **kwargs,
@@ -80,8 +87,10 @@ def sources() -> tuple[str, ...]:
     return SOURCES if settings.data_root() is not None else tuple(s for s in SOURCES if s != SERVER_PATH)
 
 
-def server_dataset(text: str) -> D.Dataset:
-    """The folder / zip / labels CSV at ``text``, relative to the data root (or absolute), confined to it.
+def server_dataset(text: str) -> tuple[D.Dataset, E.ExternalScores | None]:
+    """The folder / zip / labels CSV / predictions CSV at ``text``, relative to the data root (or absolute),
+    confined to it → (dataset, external scores). A CSV with score columns is a predictions CSV, read as the same
+    upload would be (it was read as a labels CSV, and every row whose image is not on the server became an error).
 
     Raises:
         DatasetError: no data root configured, outside it (``..`` and symlinks are resolved first), not found.
@@ -90,7 +99,22 @@ def server_dataset(text: str) -> D.Dataset:
     if root is None:
         raise D.DatasetError("Paths on the server are off: set DEEPFAKE_LENS_DATA_ROOT to the folder the app may "
                              "read.")
-    return D.from_path(root / text, allowed_root=root)      # an absolute path replaces root in the join
+    path = root / text                                       # an absolute path replaces root in the join
+    if path.suffix.lower() in (".csv", ".tsv", ".txt") and _inside(root, path) and path.is_file():
+        try:
+            return E.read_predictions(path, name=path.name)
+        except D.DatasetError:
+            pass                                             # no score column: a labels CSV
+    return D.from_path(path, allowed_root=root), None        # confinement and existence checked here
+
+
+def _inside(root: Path, path: Path) -> bool:
+    """Whether ``path`` (symlinks and ``..`` resolved) lies inside ``root``."""
+    try:
+        rp, rr = path.resolve(), root.resolve()
+    except OSError:
+        return False
+    return rp == rr or rr in rp.parents
 
 
 def plot_name(name: str) -> str:
@@ -147,14 +171,14 @@ def dataset_input() -> tuple[D.Dataset | None, E.ExternalScores | None]:
                                  key="eval.path", help="Relative to the data folder below, or absolute inside it.")
             st.text(f"Data folder (DEEPFAKE_LENS_DATA_ROOT): {settings.data_root()}")
             if path.strip():
-                dataset = server_dataset(path.strip())
+                dataset, external = server_dataset(path.strip())
         else:
             up = st.file_uploader("Predictions CSV (path or id, label, one or more score columns)", type=["csv"],
                                   key="eval.predictions")
             if up is not None:
                 dataset, external = _memo("predictions", (up.file_id,),
                                           lambda: E.read_predictions(up.getvalue(), name=up.name))
-        if source != "Predictions CSV only":
+        if source != "Predictions CSV only" and (dataset is None or dataset.kind != "predictions"):
             cmp = st.file_uploader("Optional: compare with a predictions CSV from another tool", type=["csv"],
                                    key="eval.compare_csv")
             if cmp is not None:
@@ -190,12 +214,16 @@ def start(job: Job) -> None:
     """Run an evaluation with a progress bar, an ETA and a Cancel button; store the result in session state."""
     from ui.models import apply_threads, get_detector
     dets, problems = [], []
-    for key in job.keys:
+    loading = st.empty()
+    for i, key in enumerate(job.keys, 1):      # a model's first load can take minutes: say which one is loading
+        loading.progress((i - 1) / len(job.keys), text=f"Loading detector {i} of {len(job.keys)}: {key} (slow only "
+                                                       "on its first use on this server)…")
         det, why = get_detector(key)
         if det is not None:
             dets.append(det)
         else:
             problems.append(why)
+    loading.empty()
     for p in problems:
         st.warning(p)
     if not dets and job.external is None:
@@ -255,8 +283,9 @@ def comparison_table(report: E.EvalReport) -> tuple[pd.DataFrame, list[str]]:
     rows, reasons = [], []
     for key, sr in report.sources.items():
         m = sr.overall
-        row = {"source": sr.source.name, "n": m.n, "real": m.n_real, "fake": m.n_fake, "unscored": m.n_unscored}
+        row = {"source": sr.source.name, "n": m.n}
         row.update({METRIC_LABELS[k]: _cell(m, k) for k in TABLE_METRICS})
+        row.update({"real": m.n_real, "fake": m.n_fake, "unscored": m.n_unscored})
         rows.append(row)
         seen: dict[str, list[str]] = {}
         for k, why in m.na.items():
@@ -339,7 +368,11 @@ def threshold_views() -> None:
     report = _report(run, float(t))
     st.subheader("Comparison")
     table, reasons = comparison_table(report)
-    st.dataframe(table, hide_index=True, width="stretch", key="eval.table.metrics")
+    st.dataframe(table, hide_index=True, width="stretch", key="eval.table.metrics",
+                 column_config={"source": st.column_config.TextColumn("source", pinned=True),
+                                **{METRIC_LABELS[k]: st.column_config.TextColumn(SHORT_LABELS.get(k, METRIC_LABELS[k]),
+                                                                                 help=METRIC_LABELS[k])
+                                   for k in TABLE_METRICS}})
     if reasons:
         st.text("\n".join(reasons))                   # source names can be CSV column names: plain text
     profiled = any(sr.source.kind in ("calibrated", "stacked") for sr in report.sources.values())

@@ -1,6 +1,8 @@
 """Pure figure/image builders for the pages (unit-testable: no streamlit calls)."""
 from __future__ import annotations
 
+import base64
+import io
 import math
 from collections.abc import Sequence
 
@@ -82,20 +84,81 @@ def draw_boxes(image: Image.Image, boxes: Sequence[tuple[float, float, float, fl
     return out
 
 
+def cam_colours(h: np.ndarray) -> np.ndarray:
+    """Grad-CAM values in [0, 1] → RGB floats in [0, 1]: a compact 'jet' map without matplotlib,
+    dark blue (0) → cyan → yellow → red (1)."""
+    r = np.clip(1.5 - np.abs(4 * h - 3), 0, 1)
+    g = np.clip(1.5 - np.abs(4 * h - 2), 0, 1)
+    b = np.clip(1.5 - np.abs(4 * h - 1), 0, 1)
+    return np.stack([r, g, b], -1)
+
+
+def _rgb(c: np.ndarray) -> str:
+    return "rgb({},{},{})".format(*(int(round(255 * float(v))) for v in c))
+
+
+# the overlay's colour map as a Plotly colour scale (exact at its 17 stops), for the colour bar beside the map
+CAM_COLORSCALE = [[float(v), _rgb(cam_colours(np.array(v)))] for v in np.linspace(0.0, 1.0, 17)]
+CAM_UNIT = "Grad-CAM: pull towards 'fake' (0 none, 1 strongest)"
+
+
 def heat_overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.5) -> Image.Image:
     """Blend a [0,1] heat map (any size; resized to the image) over ``image`` with a blue→red colour map."""
     base = image.convert("RGB")
     h = np.asarray(Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize(base.size,
                                                                                            Image.BILINEAR)) / 255.0
-    # a compact 'jet'-like map without matplotlib: blue (0) → cyan → yellow → red (1)
-    r = np.clip(1.5 - np.abs(4 * h - 3), 0, 1)
-    g = np.clip(1.5 - np.abs(4 * h - 2), 0, 1)
-    b = np.clip(1.5 - np.abs(4 * h - 1), 0, 1)
-    colour = (np.stack([r, g, b], -1) * 255).astype(np.float32)
+    colour = (cam_colours(h) * 255).astype(np.float32)
     # per-pixel alpha follows the heat: cold (and outside the analysed region) stays untinted
     alpha = float(min(max(opacity, 0.0), 1.0)) * np.clip(h * 1.5, 0.0, 1.0)[..., None]
     mixed = (1 - alpha) * np.asarray(base, dtype=np.float32) + alpha * colour
     return Image.fromarray(np.clip(mixed, 0, 255).astype(np.uint8))
+
+
+def swipe_image(left: Image.Image, right: Image.Image, split: float) -> Image.Image:
+    """``left`` up to ``split`` (a fraction of the width) and ``right`` after it, with a white divider line."""
+    a, b = np.asarray(left.convert("RGB")).copy(), np.asarray(right.convert("RGB").resize(left.size))
+    x = int(round(min(max(split, 0.0), 1.0) * a.shape[1]))
+    a[:, x:] = b[:, x:]
+    lo, hi = max(0, x - 1), min(a.shape[1], x + 1)
+    a[:, lo:hi] = 255
+    return Image.fromarray(a)
+
+
+def side_by_side(left: Image.Image, right: Image.Image, gap: int = 12) -> Image.Image:
+    """``left`` and ``right`` (resized to ``left``'s size) next to each other on white, ``gap`` pixels apart."""
+    w, h = left.size
+    out = Image.new("RGB", (2 * w + gap, h), "white")
+    out.paste(left.convert("RGB"), (0, 0))
+    out.paste(right.convert("RGB").resize((w, h)), (w + gap, 0))
+    return out
+
+
+def image_figure(image: Image.Image, *, colorscale: str | list, lo: float, hi: float, unit: str,
+                 title: str | None = None, max_height: int = 640) -> go.Figure:
+    """An already coloured image with a colour bar that says what its colours mean.
+
+    The image travels as one PNG (a heat-map trace of a million cells would be megabytes of JSON); a marker-less
+    scatter trace carries the colour bar with ``colorscale`` over ``[lo, hi]``.
+    """
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG")
+    w, h = image.size
+    fig = go.Figure(go.Image(source="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+                             hoverinfo="x+y", name="map"))
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip", name="scale",
+                             marker=dict(colorscale=colorscale, cmin=lo, cmax=hi, color=[lo, hi], showscale=True,
+                                         colorbar=dict(title=dict(text=unit, side="right"), thickness=14))))
+    fig.update_layout(height=int(min(max_height, 80 + 560 * h / max(w, 1))),
+                      margin=dict(l=0, r=0, t=30 if title else 5, b=0), title=title,
+                      xaxis=dict(visible=False, range=[-0.5, w - 0.5]),
+                      yaxis=dict(visible=False, range=[h - 0.5, -0.5], scaleanchor="x"),
+                      plot_bgcolor="rgba(0,0,0,0)")
+    return fig
+
+
+def cam_figure(shown: Image.Image, title: str | None = None) -> go.Figure:
+    """A Grad-CAM overlay (or swipe) with the colour bar of :func:`heat_overlay`'s colour map."""
+    return image_figure(shown, colorscale=CAM_COLORSCALE, lo=0.0, hi=1.0, unit=CAM_UNIT, title=title)
 
 
 def p_fake_gauge_text(p: float) -> str:

@@ -1,8 +1,6 @@
 """Pure Plotly builders for the Forensics page (no streamlit: unit-tested through ``fig.data``)."""
 from __future__ import annotations
 
-import base64
-import io
 import math
 import re
 
@@ -13,9 +11,9 @@ from PIL import Image
 
 from core.forensics import FrequencyView, display_range
 from core.forensics.common import MapMode
+from core.style import PALETTE
 from core.verdict.robustness import ProbeResult
-
-PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f")
+from ui.figures import image_figure
 
 
 def radial_spectrum_figure(view: FrequencyView) -> go.Figure:
@@ -106,19 +104,7 @@ def heatmap_figure(arr: np.ndarray, mode: MapMode, *, unit: str, title: str | No
     """
     lo, hi = display_range(arr, mode)
     scale = HEAT_SCALES.get(mode, "Inferno")
-    buf = io.BytesIO()
-    colourise(arr, lo, hi, scale).save(buf, format="PNG")
-    h, w = np.asarray(arr).shape[:2] if np.asarray(arr).size else (1, 1)
-    fig = go.Figure(go.Image(source="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
-                             hoverinfo="x+y", name="map"))
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip", name="scale",
-                             marker=dict(colorscale=scale, cmin=lo, cmax=hi, color=[lo, hi], showscale=True,
-                                         colorbar=dict(title=dict(text=unit, side="right"), thickness=14))))
-    fig.update_layout(height=int(min(640, 80 + 560 * h / max(w, 1))), margin=dict(l=0, r=0, t=30 if title else 5,
-                      b=0), title=title, xaxis=dict(visible=False, range=[-0.5, w - 0.5]),
-                      yaxis=dict(visible=False, range=[h - 0.5, -0.5], scaleanchor="x"),
-                      plot_bgcolor="rgba(0,0,0,0)")
-    return fig
+    return image_figure(colourise(arr, lo, hi, scale), colorscale=scale, lo=lo, hi=hi, unit=unit, title=title)
 
 
 __all__ = ["radial_spectrum_figure", "probe_figure", "heatmap_figure", "colourise", "HEAT_SCALES"]

@@ -7,8 +7,10 @@ ProbeResult}}) and ``forensics.report`` ({sha256: CaseReport}).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -37,14 +39,16 @@ def metadata(data: bytes, name: str, include_gps: bool = False) -> F.Metadata:
     return F.read_metadata(data, name, include_gps=include_gps)
 
 
-@st.cache_data(max_entries=8, show_spinner="Computing forensic views…")
+@st.cache_data(max_entries=8, show_spinner="Computing the frequency, NPR residual and noise views of the whole "
+                                           "image (a few seconds per 10 megapixels)…")
 def views(data: bytes) -> tuple[F.FrequencyView, F.NPRView, F.NoiseView]:
     """Cached frequency, NPR and noise views of an image file."""
     img = load_image(data)
     return F.frequency_view(img, jpeg=sniff_type(data) == "JPEG"), F.npr_view(img), F.noise_view(img)
 
 
-@st.cache_data(max_entries=16, show_spinner="Error level analysis…")
+@st.cache_data(max_entries=16, show_spinner="Error level analysis: re-saving the whole image as JPEG and "
+                                            "comparing every pixel…")
 def ela(data: bytes, quality: int) -> F.ELAView:
     """Cached error level analysis at one JPEG quality."""
     return F.ela_view(load_image(data), quality)
@@ -99,6 +103,25 @@ def render_reasons(reasons: Sequence[Reason]) -> None:
 
 # ----------------------------------------------------------------------------------------------- probe and report
 
+def eta_text(done: int, total: int, elapsed: float, unit: str = "steps") -> str:
+    """"3 of 12 scorings · 41 s so far · about 2 min 3 s left" (no estimate before the first step is done)."""
+    head = f"{done} of {total} {unit} · {elapsed:.0f} s so far"
+    if done <= 0 or done >= total:
+        return head
+    m, s = divmod(int(round(elapsed / done * (total - done))), 60)
+    return head + f" · about {f'{m} min ' if m else ''}{s} s left"
+
+
+def eta_progress(bar: Any, unit: str) -> Callable[[int, int, str], None]:
+    """A ``fn(done, total, message)`` progress callback that updates ``bar`` with the message, counts and an ETA."""
+    t0 = time.perf_counter()
+
+    def update(done: int, total: int, message: str) -> None:
+        text = f"{message} — {eta_text(done, total, time.perf_counter() - t0, unit)}"
+        bar.progress(min(1.0, done / max(total, 1)), text=text)
+    return update
+
+
 def render_probe(cur: CurrentImage, img: Image.Image, keys: Sequence[str] | None = None,
                  key_prefix: str = "forensics") -> ProbeResult | None:
     """Button that re-scores the image under each degradation; then the chart, one sentence per detector, a table.
@@ -132,7 +155,7 @@ def render_probe(cur: CurrentImage, img: Image.Image, keys: Sequence[str] | None
                 dets.append(det)
                 names.append(k)
         bar = st.progress(0.0, text="Starting…")
-        probe = run_probe(img, dets, progress=lambda d, t, m: bar.progress(d / max(t, 1), text=m))
+        probe = run_probe(img, dets, progress=eta_progress(bar, "scorings"))
         bar.empty()
         st.session_state.setdefault("forensics.probe", {}).setdefault(cur.sha256, {})[tuple(names)] = probe
         keys = names

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import tempfile
 from collections.abc import Iterator
@@ -12,13 +13,15 @@ import streamlit as st
 
 from core.errors import BadVideo, DeepfakeLensError
 from core.models.detectors.face import FaceDetector
+from core.models.explain import CAVEAT as CAVEAT_CAM
 from core.style import PALETTE
 from core.video.analyse import CAVEAT, VideoAnalysis, analyse_video, split_detectors
 from core.video.reader import read_frame_at
 from core.video.report import frame_with_boxes, timeline_series, write_outputs
 from core.video.sampling import SamplingPlan
 from core.video.verdict import video_rules_text
-from ui.figures import draw_boxes, heat_overlay
+from ui.figures import cam_figure, draw_boxes, heat_overlay
+from ui.gradcam import explanation
 from ui.models import availability, chosen_keys, get_detector
 from ui.verdict import render_assessment, rules
 from ui.widgets import current_profile
@@ -74,10 +77,17 @@ def ready_keys() -> tuple[list[str], list[str]]:
 
 def run_analysis(name: str, data: bytes, plan: SamplingPlan, keys: list[str], use_face: bool) -> None:
     """Analyse with a progress bar (frames, ETA) and a Cancel button; the result goes to session state."""
-    dets = [d for d in (get_detector(k)[0] for k in keys) if d is not None]
+    bar = st.progress(0.0, text="loading the detectors…")
+    dets = []
+    for i, k in enumerate(keys, 1):         # the first load of a model takes seconds to minutes: say which one
+        bar.progress(0.0, text=f"loading detector {i} of {len(keys)}: {k} (slow only on its first use)…")
+        det = get_detector(k)[0]
+        if det is not None:
+            dets.append(det)
     face, others = split_detectors(dets)
     face = face if use_face else None
-    bar = st.progress(0.0, text="reading the video…")
+    st.session_state["video.sha"] = hashlib.sha256(data).hexdigest()   # names the frames' stored Grad-CAM maps
+    bar.progress(0.0, text="reading the video…")
     st.session_state["video.cancel"] = False
     cancel = st.empty()       # shown while the analysis runs, removed when it ends
     cancel.button("Cancel", key="video.cancel_btn",
@@ -130,6 +140,10 @@ def render_gallery(a: VideoAnalysis) -> None:
                 if tr.scored else "not scored"
             st.image(img, width=GALLERY_SIDE,
                      caption=f"Track {tr.id} · {tr.first_t:.1f}–{tr.last_t:.1f} s · {tr.n_frames} frames · {p}")
+    if any(tr.heatmap is not None for tr in a.tracks):
+        st.caption("Scored crops are tinted with the face classifier's Grad-CAM: untinted = no pull towards "
+                   "'fake', then blue → cyan → yellow → red = the strongest pull in that crop (the frame view "
+                   "below has the colour bar).")
 
 
 def render_frame(a: VideoAnalysis, data: bytes, index: int) -> None:
@@ -149,10 +163,18 @@ def render_frame(a: VideoAnalysis, data: bytes, index: int) -> None:
     shown = draw_boxes(image, [f.box for f in fr.faces], labels, colours)
     face_key = a.face_classifier
     det = get_detector(face_key)[0] if face_key else None
-    if isinstance(det, FaceDetector) and fr.faces:
-        shown = heat_overlay(shown, det.explain(image).heatmap)
     scores = ", ".join(f"{k} {v:.2f}" for k, v in fr.scores.items() if math.isfinite(v))
-    st.image(shown, caption=f"frame {fr.index} at {fr.t:.2f} s" + (f" · {scores}" if scores else ""))
+    caption = f"frame {fr.index} at {fr.t:.2f} s" + (f" · {scores}" if scores else "")
+    if isinstance(det, FaceDetector) and fr.faces:
+        # computed once per frame (and shared by sessions): moving between frames and back does not redo it
+        vsha = st.session_state.get("video.sha") or hashlib.sha256(data).hexdigest()
+        exp = explanation(face_key, f"{vsha}:{fr.index}", image)
+        if exp is not None:
+            st.plotly_chart(cam_figure(heat_overlay(shown, exp.heatmap)), key="video.frame_cam",
+                            config={"displayModeBar": False})
+            st.caption(caption + " · Grad-CAM of the face classifier over each face. " + CAVEAT_CAM)
+            return
+    st.image(shown, caption=caption)
 
 
 def render_downloads(a: VideoAnalysis, name: str) -> None:

@@ -54,14 +54,6 @@ def _grey(image: Image.Image) -> np.ndarray:
     return a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
 
 
-def _centre_crop(image: Image.Image, side: int = MAX_SIDE) -> tuple[Image.Image, tuple[int, int, int, int]]:
-    w, h = image.size
-    cw, ch = min(w, side), min(h, side)
-    left, top = (w - cw) // 2, (h - ch) // 2
-    box = (left, top, left + cw, top + ch)
-    return (image.crop(box) if (cw, ch) != (w, h) else image), box
-
-
 # ----------------------------------------------------------------------------------------------- whole-image maps
 
 def display_scale(width: int, height: int, max_side: int = MAX_SIDE) -> int:

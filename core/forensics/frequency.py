@@ -1,6 +1,7 @@
 """Frequency view: Fourier spectra of the high-pass residual, their radial averages and periodic peaks."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -8,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from core.errors import BadImage
-from core.forensics.common import MAX_SIDE, PEAK_MIN, _centre_crop, _grey, _round, check_pixels
+from core.forensics.common import MAX_SIDE, PEAK_MIN, _grey, _round, check_pixels
 
 # JPEG's 8×8 block grid puts energy at k/8 cycles/pixel: of the candidate periods 2–8 px, these are its harmonics.
 JPEG_GRID_PERIODS = frozenset({2.0, 4.0, 8.0})
@@ -40,7 +41,9 @@ class FrequencyView:
     fingerprints show as bright dots on a grid. ``energy_spectrum`` is the spectrum of the residual's *magnitude*
     (|∂x| + |∂y|): re-sampling makes that energy periodic, so up-sampling by k shows as a peak at 1/k cycles/pixel
     (a linear spectrum cannot show plain nearest-neighbour up-sampling: the interpolation filter has a zero exactly
-    there). Both are centred (zero frequency in the middle) and computed on at most the central 1024×1024 pixels.
+    there). Both are centred (zero frequency in the middle). An image larger than the tile side (1024 px) is cut
+    into overlapping tiles that cover it whole (at most :data:`MAX_TILES`; ``coverage`` says when they do not) and
+    their power spectra are averaged (Welch's method), so a periodic pattern anywhere in the image shows.
     """
 
     spectrum: np.ndarray = field(compare=False, repr=False)          # HxW float32, log(1 + |FFT|), centred
@@ -49,13 +52,14 @@ class FrequencyView:
     radial_power: np.ndarray = field(compare=False, repr=False)      # log RMS magnitude of ``spectrum`` per ring
     radial_energy: np.ndarray = field(compare=False, repr=False)     # same for ``energy_spectrum``
     peaks: tuple[SpectralPeak, ...]                                  # strongest first
-    region: tuple[int, int, int, int]                                # (left, top, right, bottom) analysed
+    region: tuple[int, int, int, int]                                # (left, top, right, bottom) spanned
     summary: str
     coverage: str = ""                                               # one sentence: what part of the image
+    tiles: int = 1                                                   # tiles whose spectra were averaged
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (the radial curves rounded; the 2-D spectra are left out)."""
-        return {"region": list(self.region), "coverage": self.coverage, "summary": self.summary,
+        return {"region": list(self.region), "tiles": self.tiles, "coverage": self.coverage, "summary": self.summary,
                 "peaks": [p.to_dict() for p in self.peaks],
                 "radial_freq": [_round(v) for v in self.radial_freq],
                 "radial_power": [_round(v) for v in self.radial_power],
@@ -73,11 +77,17 @@ def highpass_residual(grey: np.ndarray) -> np.ndarray:
     return grey - _box3(grey)
 
 
-def _log_spectrum(r: np.ndarray) -> np.ndarray:
+def _power(r: np.ndarray) -> np.ndarray:
+    """|FFT|² of a Hann-windowed, mean-removed array, centred."""
     h, w = r.shape
     win = np.outer(np.hanning(h), np.hanning(w))   # a window keeps the image border from drawing a bright cross
     f = np.fft.fftshift(np.fft.fft2((r - r.mean()) * win))
-    return np.log1p(np.abs(f)).astype(np.float32)
+    return np.abs(f) ** 2
+
+
+def _log_spectrum(power: np.ndarray) -> np.ndarray:
+    """log(1 + RMS magnitude) of a (mean) power spectrum: for one tile, log(1 + |FFT|)."""
+    return np.log1p(np.sqrt(power)).astype(np.float32)
 
 
 def _radial(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,13 +169,60 @@ def _summary(peaks: list[SpectralPeak], jpeg: bool | None) -> str:
     return out
 
 
-def _coverage(size: tuple[int, int], box: tuple[int, int, int, int]) -> str:
+MAX_TILES = 36      # 6×6 tiles of 1024 px cover any image up to 6144 px a side; larger ones are sampled evenly
+
+
+def tile_grid(size: tuple[int, int], side: int,
+              max_tiles: int = MAX_TILES) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """(tile width, height) and the top-left corners of tiles that cover the image whole, overlapping where the
+    size is not a multiple of the tile side; when more than ``max_tiles`` would be needed, an evenly spread grid of
+    at most ``max_tiles`` tiles (which then leaves gaps)."""
     w, h = size
-    cw, ch = box[2] - box[0], box[3] - box[1]
-    if (cw, ch) == (w, h):
+    tw, th = min(w, side), min(h, side)
+    nx, ny = math.ceil(w / tw), math.ceil(h / th)
+    while nx * ny > max_tiles:
+        if nx >= ny:
+            nx -= 1
+        else:
+            ny -= 1
+    xs = sorted({round(v) for v in np.linspace(0, w - tw, nx)})
+    ys = sorted({round(v) for v in np.linspace(0, h - th, ny)})
+    return (tw, th), [(x, y) for y in ys for x in xs]
+
+
+def _covered(size: tuple[int, int], tile: tuple[int, int], corners: list[tuple[int, int]]) -> float:
+    """Share of the image's pixels inside at least one tile."""
+    w, h = size
+    cols = np.zeros(w, bool)
+    rows = np.zeros(h, bool)
+    for x, y in corners:
+        cols[x:x + tile[0]] = True
+        rows[y:y + tile[1]] = True
+    return float(cols.mean() * rows.mean())      # the tiles form a grid: covered = covered columns × rows
+
+
+def _coverage(size: tuple[int, int], tile: tuple[int, int], n: int, share: float) -> str:
+    w, h = size
+    if n == 1 and tile == (w, h):
         return f"Whole image ({w}×{h} px) analysed."
-    return (f"Only the central {cw}×{ch} px of the {w}×{h} px image were analysed ({cw * ch / (w * h):.0%} of its "
-            "area): a spectrum needs one fixed grid.")
+    how = f"{n} tiles of {tile[0]}×{tile[1]} px whose spectra are averaged"
+    if share >= 0.9999:
+        return f"Whole image ({w}×{h} px) analysed as {how} (a spectrum needs one fixed grid)."
+    return (f"Only {share:.0%} of the {w}×{h} px image was analysed: {how}, spread evenly over it (at most "
+            f"{MAX_TILES} tiles).")
+
+
+def _mean_power(image: Image.Image, tile: tuple[int, int],
+                corners: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean power spectra (linear residual, residual energy) over the tiles."""
+    spec = energy = None
+    for x, y in corners:
+        g = _grey(image.crop((x, y, x + tile[0], y + tile[1])))
+        # forward differences with wrap-around keep the grid of the linear spectrum (the Hann window hides the seam)
+        e = np.abs(np.roll(g, -1, axis=1) - g) + np.abs(np.roll(g, -1, axis=0) - g)
+        p, q = _power(highpass_residual(g)), _power(e)
+        spec, energy = (p, q) if spec is None else (spec + p, energy + q)
+    return spec / len(corners), energy / len(corners)
 
 
 def frequency_view(image: Image.Image, *, max_side: int = MAX_SIDE, jpeg: bool | None = None) -> FrequencyView:
@@ -173,8 +230,8 @@ def frequency_view(image: Image.Image, *, max_side: int = MAX_SIDE, jpeg: bool |
 
     Args:
         image: an RGB image (at least 16×16).
-        max_side: larger images are analysed on their central ``max_side``×``max_side`` pixels (said in
-            ``coverage``).
+        max_side: the tile side: a larger image is analysed as overlapping tiles covering it whole (at most
+            :data:`MAX_TILES`), their power spectra averaged (said in ``coverage``).
         jpeg: whether the file is a JPEG (None: unknown). A JPEG's 8×8 blocks give peaks at periods 2, 4 and 8 px;
             those are then explained first and marked ``jpeg_grid``.
 
@@ -192,12 +249,9 @@ def frequency_view(image: Image.Image, *, max_side: int = MAX_SIDE, jpeg: bool |
     if min(image.size) < 16:
         raise BadImage("<image>", f"is {image.width}×{image.height}: too small for a frequency view (16×16 minimum).")
     check_pixels(*image.size)
-    crop, box = _centre_crop(image, max_side)
-    g = _grey(crop)
-    spec = _log_spectrum(highpass_residual(g))
-    # forward differences with wrap-around keep the grid of the linear spectrum (the Hann window hides the seam)
-    energy = np.abs(np.roll(g, -1, axis=1) - g) + np.abs(np.roll(g, -1, axis=0) - g)
-    espec = _log_spectrum(energy)
+    tile, corners = tile_grid(image.size, max_side)
+    power, epower = _mean_power(image, tile, corners)
+    spec, espec = _log_spectrum(power), _log_spectrum(epower)
     rf, rp = _radial(spec)
     _, re_ = _radial(espec)
     found = _find_peaks(espec, "energy") + _find_peaks(spec, "residual")
@@ -205,8 +259,12 @@ def frequency_view(image: Image.Image, *, max_side: int = MAX_SIDE, jpeg: bool |
         found = [SpectralPeak(p.fy, p.fx, p.period_px, p.strength, p.direction, p.source,
                               p.period_px in JPEG_GRID_PERIODS) for p in found]
     peaks = sorted(found, key=lambda p: (-p.strength, p.period_px, p.direction, p.source))
-    return FrequencyView(spec, espec, rf, rp, re_, tuple(peaks), box, _summary(peaks, jpeg),
-                         _coverage(image.size, box))
+    region = (min(x for x, _ in corners), min(y for _, y in corners),
+              max(x for x, _ in corners) + tile[0], max(y for _, y in corners) + tile[1])
+    return FrequencyView(spec, espec, rf, rp, re_, tuple(peaks), region, _summary(peaks, jpeg),
+                         _coverage(image.size, tile, len(corners), _covered(image.size, tile, corners)),
+                         len(corners))
 
 
-__all__ = ["SpectralPeak", "FrequencyView", "JPEG_GRID_PERIODS", "highpass_residual", "frequency_view"]
+__all__ = ["SpectralPeak", "FrequencyView", "JPEG_GRID_PERIODS", "MAX_TILES", "highpass_residual", "tile_grid",
+           "frequency_view"]

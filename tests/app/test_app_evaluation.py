@@ -151,10 +151,9 @@ def test_server_path_and_unlabelled_report(installed, tmp_path, monkeypatch):
 
 
 def test_predictions_csv_without_any_weights():
-    csv = b"path,label,toolA,toolB\na.png,fake,0.9,3\nb.png,real,0.2,-2\nc.png,fake,0.6,1\nd.png,real,0.4,0.5\n"
     at = page()
     at.radio(key="eval.source").set_value("Predictions CSV only").run()
-    at.file_uploader(key="eval.predictions").upload("theirs.csv", csv, "text/csv").run()
+    at.file_uploader(key="eval.predictions").upload("theirs.csv", PREDICTIONS, "text/csv").run()
     assert not at.button(key="eval.start").disabled
     at.button(key="eval.start").click().run()
     assert not at.exception
@@ -163,6 +162,58 @@ def test_predictions_csv_without_any_weights():
     assert list(table["ROC-AUC"]) == ["1.000", "1.000"]
     assert table["ECE"].iloc[1] == "n/a"
     assert any("not probabilities" in t.value for t in at.text)
+
+
+PREDICTIONS = b"path,label,toolA,toolB\na.png,fake,0.9,3\nb.png,real,0.2,-2\nc.png,fake,0.6,1\nd.png,real,0.4,0.5\n"
+
+
+def test_predictions_csv_as_a_server_path_reads_like_the_upload(tmp_path, monkeypatch):
+    # it was read as a labels CSV: every row's image was looked for on the server and became an error
+    monkeypatch.setenv("DEEPFAKE_LENS_DATA_ROOT", str(tmp_path))
+    (tmp_path / "theirs.csv").write_bytes(PREDICTIONS)
+    at = page()
+    at.radio(key="eval.source").set_value("Path on the server").run()
+    at.text_input(key="eval.path").set_value("theirs.csv").run()
+    assert not at.button(key="eval.start").disabled            # no weights needed, as with the upload
+    at.button(key="eval.start").click().run()
+    assert not at.exception
+    run = at.session_state["eval.result"]
+    assert run.counts()["error"] == 0 and run.counts()["ok"] == 4
+    assert list(metrics_table(at)["ROC-AUC"]) == ["1.000", "1.000"]
+    # an "id" column instead of "path" (labels CSVs need a path), and no way out of the data folder
+    (tmp_path / "ids.csv").write_bytes(PREDICTIONS.replace(b"path,", b"id,"))
+    at.text_input(key="eval.path").set_value("ids.csv").run()
+    assert not at.exception and not at.error and not at.button(key="eval.start").disabled
+    outside = tmp_path.parent / f"{tmp_path.name}_outside.csv"
+    outside.write_bytes(PREDICTIONS)
+    at.text_input(key="eval.path").set_value(str(outside)).run()
+    assert at.error and any("outside the allowed data folder" in t.value for t in at.text)
+    outside.unlink()
+
+
+def test_comparison_csv_that_matches_no_image_adds_one_note_and_no_rows(installed):
+    at = page()
+    at.radio(key="eval.source").set_value("Zip file").run()
+    at.file_uploader(key="eval.zip").upload("eval.zip", labelled_zip(), "application/zip").run()
+    at.file_uploader(key="eval.compare_csv").upload("other.csv", PREDICTIONS, "text/csv").run()
+    at.button(key="eval.start").click().run()
+    assert not at.exception
+    table = metrics_table(at)
+    assert not any("(CSV)" in s for s in table["source"])           # no empty rows for the unmatched columns
+    assert sum("matched none of the 11 files" in t.value for t in at.text) == 1
+    assert not any("CSV" in s.key for s in at.session_state["eval.result"].sources)
+
+
+def test_face_classifier_is_offered_but_not_preselected(installed, tiny_config, tmp_path):
+    from core.models import install
+    from core.models.registry import get_spec
+    (tiny_config / "tinyface.yaml").write_text(TINY_YAML.format(weight=1.0).replace("id: TINY", "id: TINYFACE")
+                                               + "coverage: {content: faces}\n")
+    install.import_file(make_tiny_checkpoint(tmp_path / "f.pt", seed=1), get_spec("TINYFACE"))
+    at = page()
+    picker = at.multiselect(key="eval.detectors")
+    assert "TINYFACE:original" in picker.options
+    assert set(picker.value) == {"TINY:original", "TINY2:original"}
 
 
 def test_cancelled_run_is_rebuilt_from_the_cache(installed):
@@ -205,4 +256,19 @@ def test_figure_builders():
     assert [t.name for t in h.data] == ["real (3)", "fake (3)"] and h.layout.shapes[0].x0 == 0.5
     rel = F.reliability_figure({"A": m})
     assert rel.data[0].name.startswith("A (ECE") and sum(rel.data[0].customdata) == 6
+    # the last point (a bin at p_fake 1.0 / share 1.0) lies inside the axes with room for its marker
+    assert rel.layout.xaxis.range[1] > 1.0 and rel.layout.yaxis.range[1] > 1.0 and rel.layout.xaxis.range[0] < 0
+
+
+def test_up_to_eight_series_get_eight_different_colour_blind_safe_colours():
+    from core.evaluation.metrics import binary_metrics
+    from core.style import PALETTE
+    from ui import eval_figures as F
+    y = np.array([0, 0, 0, 1, 1, 1])
+    rng = np.random.default_rng(0)
+    ms = {f"S{i}": binary_metrics(y, rng.random(6)) for i in range(8)}
+    for fig in (F.roc_figure(ms), F.pr_figure(ms)):
+        colours = [t.line.color for t in fig.data if t.name and t.name.startswith("S")]
+        assert colours == list(PALETTE) and len(set(colours)) == 8
+    assert PALETTE[:3] == ("#0072B2", "#E69F00", "#009E73")          # Okabe–Ito
 

@@ -269,7 +269,21 @@ def test_a_large_image_is_analysed_whole_and_the_page_says_how_it_is_shown():
     for what in ("mean |r|", "mean error", "mean |residual|"):        # NPR, ELA, noise: each states its scale
         assert any(c.startswith("Whole image (2100×1500 px) analysed at full resolution; the map is shown at 1/3 "
                                 f"scale ({what} of each 3×3-pixel block)") for c in captions), what
-    assert any(c.startswith("Only the central 1024×1024 px of the 2100×1500 px image") for c in captions)
+    assert any(c.startswith("Whole image (2100×1500 px) analysed as 6 tiles of 1024×1024 px") for c in captions)
     charts = [c for c in at.get("plotly_chart")]
     bars = [json.loads(c.proto.spec)["data"] for c in charts]
     assert sum(1 for d in bars if d and d[0].get("type") == "image" and d[1]["marker"]["showscale"]) == 4
+
+
+def test_long_steps_say_what_is_done_and_how_long_is_left():
+    from ui.forensics_views import eta_progress, eta_text
+    assert eta_text(0, 12, 0.0, "scorings") == "0 of 12 scorings · 0 s so far"          # no guess before a step
+    assert eta_text(3, 12, 41.0, "scorings") == "3 of 12 scorings · 41 s so far · about 2 min 3 s left"
+    assert eta_text(12, 12, 90.0, "scorings") == "12 of 12 scorings · 90 s so far"
+
+    class Bar:
+        def progress(self, value, text):
+            self.value, self.text = value, text
+    bar = Bar()
+    eta_progress(bar, "scorings")(1, 4, "TA:original · JPEG 75")
+    assert bar.value == 0.25 and bar.text.startswith("TA:original · JPEG 75 — 1 of 4 scorings")

@@ -97,3 +97,28 @@ def test_timeline_figure_lines_per_track_and_detector(two_faces):
     lines = [t for t in fig.data if t.name.startswith("face track")]
     assert [t.name for t in lines] == ["face track 0", "face track 1"]
     assert all(len(t.x) == len(a.frames) and list(t.customdata) == [f.index for f in a.frames] for t in lines)
+
+
+def test_frame_grad_cam_has_a_colour_bar_and_is_computed_once(two_faces, tmp_path):
+    import torch
+
+    from core.models import install
+    from core.models.factory import create_detector
+    from core.models.registry import get_spec
+    from ui.gradcam import shared
+    torch.manual_seed(0)
+    det = create_detector("FACE", pretrained=False)
+    torch.save({"model_state_dict": det.model.state_dict()}, tmp_path / "face.pth")
+    install.import_file(tmp_path / "face.pth", get_spec("FACE"))
+    at = _page()
+    at.file_uploader(key="video.upload").upload("two.mp4", two_faces.read_bytes(), "video/mp4").run()
+    at.number_input(key="video.fps").set_value(2.0).run()
+    at.button(key="video.run").click().run()
+    assert not at.exception, at.exception
+    cams = [f for f in _plotly(at) if f["data"] and f["data"][0].get("type") == "image"]
+    assert len(cams) == 1 and "Grad-CAM" in cams[0]["data"][1]["marker"]["colorbar"]["title"]["text"]
+    stored = [k for k in shared().keys() if k[0] == "explain"]
+    assert len(stored) == 1
+    at.run()                                            # a rerun (any widget) reuses the stored map
+    assert [k for k in shared().keys() if k[0] == "explain"] == stored
+    assert any("Grad-CAM" in c.value for c in at.caption)

@@ -88,11 +88,35 @@ def test_generator_like_periodic_pattern_shows_in_the_linear_residual_spectrum()
     assert any(p.period_px == 4 and p.source == "residual" and p.direction == "horizontal" for p in v.peaks)
 
 
-def test_frequency_view_uses_a_centre_crop_of_large_images_and_refuses_tiny_ones():
+def test_frequency_view_averages_tiles_covering_a_large_image_and_refuses_tiny_ones():
     v = F.frequency_view(Image.new("RGB", (1500, 1100), (90, 90, 90)), max_side=512)
-    assert v.region == (494, 294, 1006, 806) and v.spectrum.shape == (512, 512)
+    assert v.region == (0, 0, 1500, 1100) and v.spectrum.shape == (512, 512) and v.tiles == 9
+    assert v.coverage.startswith("Whole image (1500×1100 px) analysed as 9 tiles of 512×512 px")
     with pytest.raises(BadImage):
         F.frequency_view(Image.new("RGB", (10, 40)))
+
+
+def test_a_periodic_pattern_outside_the_centre_is_found():
+    # 2× nearest up-sampling only in the top-left corner: the central tile the view used to analyse is a photo-like
+    # texture, so the old centre crop saw no period-2 peak there
+    rng = np.random.default_rng(3)
+    grey = rng.normal(128, 25, (1536, 1536))
+    corner = np.repeat(np.repeat(rng.normal(128, 25, (256, 256)), 2, axis=0), 2, axis=1)
+    grey[:512, :512] = corner
+    img = Image.fromarray(np.clip(np.stack([grey] * 3, -1), 0, 255).astype(np.uint8))
+    v = F.frequency_view(img, max_side=512)
+    assert v.tiles == 9 and any(p.period_px == 2 for p in v.peaks)
+
+
+def test_tile_grid_covers_the_image_and_caps_the_number_of_tiles():
+    from core.forensics.frequency import MAX_TILES, tile_grid
+    tile, corners = tile_grid((3000, 2000), 1024)
+    assert tile == (1024, 1024) and len(corners) == 6 and max(x for x, _ in corners) == 3000 - 1024
+    assert tile_grid((800, 600), 1024) == ((800, 600), [(0, 0)])
+    _, many = tile_grid((20000, 5000), 1024)
+    assert len(many) <= MAX_TILES
+    v = F.frequency_view(Image.new("RGB", (2000, 300), (9, 9, 9)), max_side=64)
+    assert v.tiles <= MAX_TILES and v.coverage.startswith("Only ")
 
 
 # ----------------------------------------------------------------------------------------------- NPR, ELA, noise
