@@ -40,7 +40,9 @@ if data_root() is None:
     st.caption("Imports are uploads only. To import from a folder on this server, set DEEPFAKE_LENS_DATA_ROOT to "
                "that folder; paths are then confined to it.")
 show_flash()
-st.dataframe(status_table(every_variant=True), hide_index=True, key="models.table")
+_variants = status_table(every_variant=True).drop(columns=["training data"])     # on Home; too long for 25 rows
+_variants["in use"] = _variants["in use"].map({True: "yes", False: ""})
+st.table(_variants.set_index("detector"))      # a static table wraps long text: no licence or source is cut off
 
 st.subheader("Download every detector's weights")
 st.caption("What is missing for the detectors that have no installed variant yet, with sizes and licences. Each "

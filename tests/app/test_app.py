@@ -26,8 +26,9 @@ def _home() -> AppTest:
 
 
 def _frame(at: AppTest, column: str):
-    """The first dataframe shown that has ``column`` (AppTest does not expose dataframe keys)."""
-    return next(d.value for d in at.dataframe if column in d.value.columns)
+    """The first dataframe or static table shown that has ``column`` (AppTest does not expose their keys)."""
+    frames = [d.value for d in at.dataframe] + [t.value.reset_index() for t in at.table]
+    return next(f for f in frames if column in f.columns)
 
 
 def _texts(at: AppTest) -> str:
@@ -428,7 +429,7 @@ def test_models_page_names_the_uploaded_file_never_a_temporary_path(tiny_config)
 def test_models_page_download_all_lists_sizes_and_licences_and_is_off_offline(tiny_config):
     at = _home()
     at.switch_page("pages/5_Models.py").run()
-    plan = at.table[0].value.reset_index()
+    plan = _frame(at, "part")
     clip = plan[(plan.detector == "CLIP-D:original") & (plan.part == "backbone")].iloc[0]
     assert clip["size"] == "~1.7 GB" and clip["licence"].startswith("MIT")
     assert "TINY:original" in set(plan.detector)
