@@ -13,11 +13,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from core.cli.common import EXIT_OK, UsageError
 from core.cli.report import select_detectors
 from core.convert import to_jsonable
 from core.errors import DeepfakeLensError
 from core.io import load_image
+from core.models.detectors.base import Detector
 from core.results import DetectionResult
 from core.verdict.abstention import facts_from_bytes
 from core.verdict.assessment import Assessment, assess
@@ -52,8 +55,12 @@ def calibrated_line(result: DetectionResult, profile_path: str | None) -> dict[s
 
 
 def analyse(image_path: str, weight_opts: list[str], backbone_opts: list[str], profile: Profile | None,
-            rule: str | None = None) -> tuple[list[DetectionResult], dict[str, str], EnsembleResult, Assessment]:
+            rule: str | None = None, fast: bool = False,
+            ) -> tuple[list[DetectionResult], dict[str, str], EnsembleResult, Assessment]:
     """Run every installed detector (and those given a file) on the image; combine them both ways.
+
+    With ``fast`` the detectors that offer the bf16 fast mode (``options.fast_bf16``) use it; their results say
+    ``details["precision"] == "bf16"``.
 
     Returns:
         (results, {detector id: why it did not run}, the original weighted vote, the graded assessment).
@@ -61,13 +68,21 @@ def analyse(image_path: str, weight_opts: list[str], backbone_opts: list[str], p
     path = Path(image_path).expanduser()
     image = load_image(path)
     dets, missing = select_detectors(None, weight_opts, backbone_opts)
+    for det in dets if fast else []:
+        det.use_fast_mode()
+    return combine(image, path.read_bytes(), dets, missing, profile, rule)
+
+
+def combine(image: Image.Image, data: bytes, dets: list[Detector], missing: dict[str, str], profile: Profile | None,
+            rule: str | None = None) -> tuple[list[DetectionResult], dict[str, str], EnsembleResult, Assessment]:
+    """:func:`analyse` on an image already decoded from the file's bytes ``data``, with loaded detectors."""
     results: list[DetectionResult] = []
     for det in dets:
         try:
             results.append(det.predict(image))
         except DeepfakeLensError as exc:                  # one failing detector does not lose the others
             missing[det.spec.id] = f"failed on this image ({exc})"
-    facts = facts_from_bytes(path.read_bytes())
+    facts = facts_from_bytes(data)
     specs = {d.spec.key: d.spec for d in dets}
     vote = ensemble(results, missing=missing)
     return results, missing, vote, assess(results, profile=profile, facts=facts, specs=specs, rule=rule)
@@ -80,23 +95,31 @@ def _text(results: list[DetectionResult], missing: dict[str, str], vote: Ensembl
     for r in results:
         if r.ok and not math.isnan(r.p_fake):
             own = f"  [{r.details['weights']}]" if r.details.get("weights") else ""       # the user's own file
+            fast = "  bf16" if r.details.get("precision") == "bf16" else ""
             lines.append(f"  {r.key:<24} {r.label:<5} p_fake={r.p_fake:.4f}  logit={r.logit:+.4f}  "
-                         f"{r.elapsed_s:.2f}s{own}")
+                         f"{r.elapsed_s:.2f}s{fast}{own}")
         else:
             lines.append(f"  {r.key:<24} {r.details.get('message', r.label)}")
     lines += [f"  {d:<24} not run: {why}" for d, why in missing.items()]
     return "\n".join(lines)
 
 
+def document(results: list[DetectionResult], missing: dict[str, str], vote: EnsembleResult,
+             a: Assessment) -> dict[str, Any]:
+    """The ``--json`` document (also the HTTP API's ``/v1/detect`` answer): results, vote, assessment, not_run."""
+    return to_jsonable({"results": [r.to_dict() for r in results], "vote": vote.to_dict(),
+                        "assessment": a.to_dict(), "not_run": missing})
+
+
 def cmd_detect_all(args: argparse.Namespace) -> int:
     """Print the assessment, the vote and every result (or all of it as JSON)."""
-    results, missing, vote, a = analyse(args.image, args.weights, args.backbone, _profile(args.profile), args.rule)
+    results, missing, vote, a = analyse(args.image, args.weights, args.backbone, _profile(args.profile), args.rule,
+                                        fast=getattr(args, "fast", False))
     if args.json:
-        print(json.dumps(to_jsonable({"results": [r.to_dict() for r in results], "vote": vote.to_dict(),
-                                      "assessment": a.to_dict(), "not_run": missing}), indent=1))
+        print(json.dumps(document(results, missing, vote, a), indent=1))
     else:
         print(_text(results, missing, vote, a))
     return EXIT_OK
 
 
-__all__ = ["ALL", "cmd_detect_all", "analyse", "single_paths", "calibrated_line"]
+__all__ = ["ALL", "cmd_detect_all", "analyse", "combine", "document", "single_paths", "calibrated_line"]

@@ -47,7 +47,8 @@ def create_detector(name: str, weights: str | Path | None = None, *, variant: st
         progress: ``fn(bytes_done, bytes_total_or_None)`` during downloads.
 
     Returns:
-        A ready :class:`~core.models.detectors.base.Detector` in eval mode.
+        A ready :class:`~core.models.detectors.base.Detector` in eval mode; with ``pretrained`` its network is
+        already optimised for inference (:meth:`~core.models.detectors.base.Detector.optimize_for_inference`).
 
     Raises:
         UnknownDetector, WeightsUnavailable, WeightsCorrupt, WeightsRefused.
@@ -75,6 +76,7 @@ def create_detector(name: str, weights: str | Path | None = None, *, variant: st
             det.load_backbone(loaded.obj, loaded.name)
             det.backbone_path, det.backbone_sha256 = path, loaded.sha256
         det.model.eval()
+        det.optimize_for_inference()      # the weights are final: fold batch norms (same scores, faster)
     return det
 
 

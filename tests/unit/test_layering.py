@@ -19,7 +19,7 @@ CORE = ROOT / "core"
 # Bottom → top. A module may import modules of its own layer or below, never above.
 LAYERS: list[tuple[str, ...]] = [
     ("core.errors", "core.settings", "core.convert", "core.versions", "core.style", "core.archive",
-     "core.tables"),
+     "core.tables", "core.preferences"),
     ("core.results", "core.io", "core.examples"),
     ("core.models", "core.forensics"),                # everything inside models/ except the three below
     ("core.models.factory",),

@@ -21,6 +21,7 @@ from core.models.explain import (
     heatmap_to_image,
     input_gradients_only,
 )
+from core.models.fast import bf16_copy, fold_batchnorm, fuse_bottlenecks
 from core.models.preprocess import Prepared, build_transform
 from core.models.specs import DetectorSpec
 from core.results import DetectionResult
@@ -40,16 +41,36 @@ class Detector:
         weights_path / weights_sha256: the checkpoint the scores come from (None until loaded).
         lock: serialises forward passes and Grad-CAM on the shared model (hooks are per module, so a forward
             from another thread during Grad-CAM would corrupt its activations).
+        precision: ``"fp32"`` (faithful default) or ``"bf16"`` (fast mode), see :meth:`set_precision`.
+        folded: True once :meth:`optimize_for_inference` folded the batch norms into the convolutions.
     """
 
-    def __init__(self, spec: DetectorSpec, model: torch.nn.Module, *, device: str | torch.device = "cpu") -> None:
+    def __init__(self, spec: DetectorSpec, model: torch.nn.Module, *, device: str | torch.device = "cpu",
+                 fold_batchnorm: bool = False, resident_bf16: bool = False) -> None:
+        """Wrap a built network.
+
+        Args:
+            spec: the YAML spec.
+            model: the network (random weights until a checkpoint is loaded).
+            device: torch device.
+            fold_batchnorm: the network is a conv/batch-norm stack that :func:`core.models.fast.fold_batchnorm`
+                understands; :meth:`optimize_for_inference` then folds it (exact up to float rounding).
+            resident_bf16: the fast mode runs a bf16 channels-last copy of the network (weights cast once),
+                instead of autocast (which re-casts every weight on every call). Only for networks that are one
+                self-contained module taking one image tensor.
+        """
         self.spec = spec
         self.device = torch.device(device)
         # channels_last (NHWC) lets oneDNN run ResNet convolutions much closer to the machine's peak on CPU with
         # the same logits to float rounding (checked by the golden tests); declared per detector in the YAML.
         self.memory_format = torch.channels_last if spec.options.get("channels_last") else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
-        self.precision = "fp32"            # "bf16": the opt-in fast path (autocast), see set_precision()
+        self.precision = "fp32"            # "bf16": the opt-in fast path, see set_precision()
+        self.fold_batchnorm = fold_batchnorm
+        self.resident_bf16 = resident_bf16
+        self.folded = False
+        self._bf16_model: torch.nn.Module | None = None   # the fast mode's resident copy (resident_bf16 only)
+        self._fast_active = False                          # True only inside a fast score, under the lock
         self.transform = build_transform(spec.preprocess) if spec.preprocess.mode != "face" else None
         self.weights_path: Path | None = None
         self.weights_sha256: str | None = None
@@ -74,9 +95,32 @@ class Detector:
     def load_checkpoint(self, checkpoint: Any, path: str | None = None) -> None:
         """Load the detector's own checkpoint (already safely unpickled) strictly into :attr:`model`."""
         assert self.spec.weights is not None
+        if self.folded:
+            # the folded network has no batch-norm keys left; a checkpoint goes into a fresh build instead
+            raise RuntimeError(f"{self.spec.key}: the network was optimised for inference (batch norms folded); "
+                               "load checkpoints into a new detector (create_detector / build_detector).")
         sd = unwrap_state_dict(checkpoint, self.spec.weights.container, self.spec.id, path)
         load_strict(self.model, sd, self.spec.id, path)
         self.model.eval()
+        if self._bf16_model is not None:
+            self._bf16_model = bf16_copy(self.model)      # the fast copy follows the new weights
+
+    def optimize_for_inference(self) -> None:
+        """Rewrite the loaded network for faster inference with the same scores (to float rounding).
+
+        Folds batch norms into convolutions where the builder declared it (``fold_batchnorm``), then fuses each
+        ResNet bottleneck's ReLUs and residual addition into its convolutions (inference only; Grad-CAM runs the
+        ordinary forward). Call it once the
+        weights are final: :func:`~core.models.factory.create_detector` does, after loading the checkpoint.
+        Afterwards the state dict lacks the batch-norm keys and :meth:`load_checkpoint` refuses.
+        """
+        with self.lock:
+            if self.fold_batchnorm and not self.folded:
+                fold_batchnorm(self.model.eval())
+                fuse_bottlenecks(self.model)   # ReLU and residual additions inside oneDNN's convolutions
+                self.folded = True
+                if self._bf16_model is not None:
+                    self._bf16_model = bf16_copy(self.model)
 
     def load_backbone(self, checkpoint: Any, path: str | None = None) -> None:
         """Load a separate backbone checkpoint (CLIP-D, P2G). Detectors without one refuse."""
@@ -99,9 +143,15 @@ class Detector:
         """
         return torch.stack([p.tensor for p in prepared]).to(self.device, memory_format=self.memory_format)
 
+    def run_model(self, batch: torch.Tensor) -> torch.Tensor:
+        """The network on a batch in the active precision (the resident bf16 copy inside a fast score)."""
+        if self._fast_active and self._bf16_model is not None:
+            return self._bf16_model(batch.to(torch.bfloat16, memory_format=torch.channels_last)).float()
+        return self.model(batch)
+
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Batch (see :meth:`batch`) → logits of shape [N] (positive = fake)."""
-        out = self.model(batch)
+        out = self.run_model(batch)
         return out.reshape(out.shape[0], -1)[:, 0]
 
     def score(self, prepared: Sequence[Prepared]) -> list[tuple[float, Mapping[str, Any]]]:
@@ -110,24 +160,50 @@ class Detector:
         return [(float(v), {}) for v in logits.float().cpu()]
 
     def set_precision(self, precision: str) -> None:
-        """``"fp32"`` (default, faithful) or ``"bf16"`` (CPU autocast: faster, logits differ slightly).
+        """``"fp32"`` (default, faithful) or ``"bf16"`` (fast mode: faster, logits differ slightly).
 
-        The fast path is opt-in; results computed with it say so in ``details["precision"]``.
+        The fast mode keeps a bf16 channels-last copy of the network resident where the builder declared
+        ``resident_bf16`` (the weights are cast once, here), and uses CPU autocast otherwise. Results computed in
+        it say so in ``details["precision"]``; Grad-CAM always runs in fp32. Whether a detector's fast mode is
+        faithful enough to offer is measured by ``bench/run.py`` and declared by ``options.fast_bf16``.
         """
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
-        self.precision = precision
+        with self.lock:
+            self.precision = precision
+            if precision == "bf16" and self.resident_bf16 and self._bf16_model is None:
+                self._bf16_model = bf16_copy(self.model)
+            elif precision == "fp32":
+                self._bf16_model = None               # frees the copy
+
+    @property
+    def fast_offered(self) -> bool:
+        """True when the YAML offers this detector's fast mode (``options.fast_bf16``: it met the fidelity bar)."""
+        return bool(self.spec.options.get("fast_bf16"))
+
+    def use_fast_mode(self) -> bool:
+        """Switch to bf16 when the fast mode is offered for this detector; returns whether it was."""
+        if self.fast_offered:
+            self.set_precision("bf16")
+        return self.fast_offered
 
     def _run_score(self, prepared: Sequence[Prepared]) -> list[tuple[float, Mapping[str, Any]]]:
         """score() under the lock and the chosen precision."""
         # The lock keeps a forward pass out of another thread's Grad-CAM: hooks are per module, not per call,
         # so an unlocked forward would overwrite the activations being explained.
         with self.lock:
-            if self.precision == "bf16":
+            if self.precision != "bf16":
+                return self.score(prepared)
+            if self._bf16_model is not None:
+                self._fast_active = True
+                try:
+                    out = self.score(prepared)
+                finally:
+                    self._fast_active = False
+            else:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):
                     out = self.score(prepared)
-                return [(logit, {**det, "precision": "bf16"}) for logit, det in out]
-            return self.score(prepared)
+            return [(logit, {**det, "precision": "bf16"}) for logit, det in out]
 
     def result_identity(self, details: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """The variant a result reports, and its details: the user's own file is "custom", never the official one."""

@@ -83,4 +83,4 @@ class NPRResNet(nn.Module):
 @register_arch("npr_resnet50")
 def build_npr(spec: DetectorSpec, device: str | torch.device = "cpu") -> Detector:
     """Builder for ``arch: npr_resnet50`` (NPR; random weights until a checkpoint is loaded)."""
-    return Detector(spec, NPRResNet(), device=device)
+    return Detector(spec, NPRResNet(), device=device, fold_batchnorm=True, resident_bf16=True)

@@ -77,8 +77,12 @@ class TrueFakeR50(nn.Module):
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised image batch ``[N, 3, H, W]`` → logit ``[N, 1]`` (positive = fake)."""
-        return self.proto(self.features(x))
+        """Normalised image batch ``[N, 3, H, W]`` → logit ``[N, 1]`` (positive = fake).
+
+        The prototype distance runs in the prototypes' dtype: in the fast mode's bf16 copy (see
+        :func:`core.models.fast.bf16_copy`, which keeps ``proto`` in fp32) the logits in the tens stay exact.
+        """
+        return self.proto(self.features(x).to(self.proto.centers.dtype))
 
 
 class NoDownResNet50(ResNet):
@@ -113,10 +117,10 @@ def build_r50_tf(spec: DetectorSpec, device: str | torch.device = "cpu") -> Dete
     """
     model = TrueFakeR50(embed_dim=int(spec.options.get("embed_dim", 128)),
                         num_centers=int(spec.options.get("num_centers", 1)))
-    return Detector(spec, model, device=device)
+    return Detector(spec, model, device=device, fold_batchnorm=True, resident_bf16=True)
 
 
 @register_arch("resnet50_nodown")
 def build_r50_nodown(spec: DetectorSpec, device: str | torch.device = "cpu") -> Detector:
     """Builder for ``arch: resnet50_nodown`` (R50_nodown; random weights until a checkpoint is loaded)."""
-    return Detector(spec, NoDownResNet50(), device=device)
+    return Detector(spec, NoDownResNet50(), device=device, fold_batchnorm=True, resident_bf16=True)
