@@ -13,6 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,7 +119,7 @@ def _score_one(det: Any, images: list[Any], batch_size: int) -> list[dict]:
 def evaluate(dataset: Dataset, detectors: Sequence[Any] = (), *, batch_size: int = 8,
              progress: Progress | None = None, cancel: Any = None, cache: ScoreCache | None | bool = True,
              ensemble: bool | None = None, external: ExternalScores | None = None,
-             thumbnails: int | None = None, cache_only: bool = False) -> EvalRun:
+             thumbnails: int | None = None, cache_only: bool = False, prefetch: bool = True) -> EvalRun:
     """Score every ``ok`` item of a dataset with each detector (and optionally the ensemble).
 
     Args:
@@ -133,6 +134,8 @@ def evaluate(dataset: Dataset, detectors: Sequence[Any] = (), *, batch_size: int
         external: scores from a predictions CSV, matched to rows by path (else by unique file name).
         thumbnails: also keep a JPEG thumbnail of at most this many pixels per scored image.
         cache_only: never run a model; rows missing from the cache are ``cancelled`` (shows a partial run).
+        prefetch: read, hash and decode the next batch in a background thread while this one is scored (same
+            results; False does everything in turn, in the calling thread).
 
     Returns:
         An :class:`EvalRun`. Unreadable images are rows with status ``error`` and the BadImage reason.
@@ -151,20 +154,32 @@ def evaluate(dataset: Dataset, detectors: Sequence[Any] = (), *, batch_size: int
     total, done, t_work = len(todo), 0, 0.0
     if progress:
         progress(0, total, None)
-    for s in range(0, len(todo), max(1, batch_size)):
-        if _cancelled(cancel):
-            st.was_cancelled = True
-            for i in todo[s:]:
-                st.status[i] = ("cancelled", "the run was cancelled before this image")
-            break
-        t0 = time.perf_counter()
-        batch = todo[s:s + batch_size]
-        _run_batch(st, dataset, dets, batch, store=store, batch_size=batch_size, thumbnails=thumbnails,
-                   cache_only=cache_only)
-        done += len(batch)
-        t_work += time.perf_counter() - t0
-        if progress:
-            progress(done, total, t_work / done * (total - done) if done else None)
+    batches = [todo[s:s + max(1, batch_size)] for s in range(0, len(todo), max(1, batch_size))]
+
+    def load(k: int) -> _Batch:
+        return _load_batch(st, dataset, dets, batches[k], store=store, thumbnails=thumbnails, cache_only=cache_only)
+
+    # One reader thread reads, hashes, looks up and decodes batch k+1 while the models score batch k: Pillow's
+    # decoders, hashlib and file reads release the GIL, so this work hides behind the forward passes.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eval-prefetch") if prefetch else None
+    try:
+        ahead: Future[_Batch] | None = pool.submit(load, 0) if pool and batches else None
+        for k, batch in enumerate(batches):
+            if _cancelled(cancel):
+                st.was_cancelled = True
+                _discard(st, ahead, [i for b in batches[k:] for i in b])
+                break
+            t0 = time.perf_counter()
+            loaded = ahead.result() if ahead is not None else load(k)
+            ahead = pool.submit(load, k + 1) if pool and k + 1 < len(batches) else None
+            _score_batch(st, dets, loaded, store=store, batch_size=batch_size, cache_only=cache_only)
+            done += len(batch)
+            t_work += time.perf_counter() - t0
+            if progress:
+                progress(done, total, t_work / done * (total - done) if done else None)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     if store is not None and store.problem:
         st.notes.append(store.problem)
     if (len(dets) >= 2 if ensemble is None else ensemble) and dets:
@@ -241,9 +256,18 @@ def _read_batch(st: _RunState, dataset: Dataset, batch: list[int]) -> dict[int, 
     return data
 
 
-def _run_batch(st: _RunState, dataset: Dataset, dets: list[Any], batch: list[int], *, store: ScoreCache | None,
-               batch_size: int, thumbnails: int | None, cache_only: bool) -> None:
-    """Read, decode (only what the cache lacks) and score one batch of rows with every detector."""
+@dataclass
+class _Batch:
+    """One batch of rows, read and decoded: what scoring needs."""
+
+    live: list[int]                               # rows whose bytes were read
+    hits: list[dict[str, dict]]                   # per detector: cached values by image sha256
+    images: dict[int, Any]                        # decoded images of the rows some detector still has to score
+
+
+def _load_batch(st: _RunState, dataset: Dataset, dets: list[Any], batch: list[int], *, store: ScoreCache | None,
+                thumbnails: int | None, cache_only: bool) -> _Batch:
+    """Read, look up in the cache and decode (only what the cache lacks) one batch of rows (any thread)."""
     data = _read_batch(st, dataset, batch)
     live = [i for i in batch if i in data]
     hits = [store.get_many(fp, [st.shas[i] for i in live]) if store else {} for fp in st.fps]
@@ -259,7 +283,26 @@ def _run_batch(st: _RunState, dataset: Dataset, dets: list[Any], batch: list[int
             thumb = _thumbnail(images[i], thumbnails) if i in images else _fast_thumbnail(data[i], thumbnails)
             if thumb:
                 st.thumbs[i] = thumb
-    for d, (det, fp, hit) in enumerate(zip(dets, st.fps, hits)):
+    return _Batch(live, hits, images)
+
+
+def _discard(st: _RunState, ahead: Future[_Batch] | None, rows: list[int]) -> None:
+    """Cancelled: the rows not scored (a batch already read ahead included) become ``cancelled``, as if unread."""
+    if ahead is not None:
+        ahead.cancel()
+        if not ahead.cancelled():
+            ahead.exception()                   # wait for the reader: it writes into st
+    for i in rows:
+        st.status[i] = ("cancelled", "the run was cancelled before this image")
+        st.shas.pop(i, None)
+        st.thumbs.pop(i, None)
+
+
+def _score_batch(st: _RunState, dets: list[Any], loaded: _Batch, *, store: ScoreCache | None, batch_size: int,
+                 cache_only: bool) -> None:
+    """Score one loaded batch with every detector (what the cache lacks) and record the values."""
+    live, images = loaded.live, loaded.images
+    for d, (det, fp, hit) in enumerate(zip(dets, st.fps, loaded.hits)):
         miss = [i for i in live if st.shas[i] not in hit and i in images]
         fresh: dict[str, dict] = {}
         if miss and not cache_only:
@@ -324,6 +367,10 @@ def _add_ensemble(st: _RunState, dets: list[Any]) -> None:
 def _add_external(st: _RunState, external: ExternalScores) -> None:
     """Score columns of a predictions CSV, matched to rows by path (else by unique file name)."""
     idx, note = _match_external(st.items, external)
+    if st.n and not (idx >= 0).any():       # nothing matched: one note, no empty rows or matrices
+        st.notes.append(f"The predictions CSV matched none of the {st.n} files (by path or file name): its "
+                        "score columns are left out.")
+        return
     if note:
         st.notes.append(note)
     for src in external.sources:

@@ -1,13 +1,17 @@
 """Grad-CAM ("where the model looked") on shared, cached models.
 
-Hooks are borrowed for one call only (pytorch-grad-cam's context manager removes them) and the detector's lock
-serialises explanations, because Streamlit shares one cached model between all sessions.
+Hooks are borrowed for one call only (removed on exit) and the detector's lock serialises explanations, because
+Streamlit shares one cached model between all sessions. The map is pytorch-grad-cam's GradCAM, computed with its
+arithmetic but with the autograd graph started at the target layer (:func:`graph_from_layer`): the layers before it
+run as inference, so an explanation costs about one forward pass (the library's own path is kept as the reference
+the tests compare against: ``gradcam(..., from_layer=False)``).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +52,7 @@ class _LogitTarget:
 
 
 def gradcam(model: nn.Module, target_layer: nn.Module, input_tensor: torch.Tensor,
-            forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
+            forward: Callable[[torch.Tensor], torch.Tensor] | None = None, *, from_layer: bool = True) -> np.ndarray:
     """Grad-CAM heatmap of the fake logit for one input.
 
     Args:
@@ -56,10 +60,63 @@ def gradcam(model: nn.Module, target_layer: nn.Module, input_tensor: torch.Tenso
         target_layer: the conv block whose activations are weighted.
         input_tensor: 1×C×H×W.
         forward: optional callable used instead of ``model`` (e.g. a wrapper returning the logit).
+        from_layer: the fast path (default): the autograd graph starts at ``target_layer``'s output (see
+            :func:`graph_from_layer`) and the map is computed here with pytorch-grad-cam's arithmetic. False runs
+            pytorch-grad-cam's ``GradCAM`` itself with the graph from the input, the slower old path the fast one
+            is tested against (same map to float rounding).
 
     Returns:
         H×W float32 heatmap in [0, 1] at the input resolution.
     """
+    x = input_tensor.detach()
+    if from_layer:
+        try:
+            with graph_from_layer(target_layer):
+                return _own_gradcam(model if forward is None else forward, target_layer, x)
+        except RuntimeError as exc:
+            if "leaf Variable" not in str(exc):
+                raise
+            # a later layer writes into the target's output in place: that needs the whole graph (old path)
+    return _library_gradcam(model, target_layer, x.requires_grad_(True), forward)
+
+
+def _own_gradcam(forward: Callable[[torch.Tensor], torch.Tensor], layer: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """pytorch-grad-cam's GradCAM, step for step, without importing it (its import pulls in scikit-learn,
+    pandas and matplotlib: about 3.5 s on the first explanation of a session)."""
+    import cv2    # the resize pytorch-grad-cam uses (bilinear), for the same map
+
+    store: dict[str, torch.Tensor] = {}
+
+    def keep(_module: nn.Module, _inputs: tuple, out: Any) -> None:
+        store["act"] = out
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            out.register_hook(lambda g: store.__setitem__("grad", g))
+
+    handle = layer.register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            _LogitTarget()(forward(x)).backward()
+    finally:
+        handle.remove()
+    if "grad" not in store:
+        raise RuntimeError(f"the target layer {type(layer).__name__} is not on the path to the logit")
+    act = store.pop("act").detach().float().cpu().numpy()             # [1, C, h, w]
+    grad = store.pop("grad").detach().float().cpu().numpy()
+    weights = np.mean(grad, axis=(2, 3))                               # GradCAM.get_cam_weights
+    cam = np.maximum((weights[:, :, None, None] * act).sum(axis=1), 0)[0]
+    cam = _minmax(cam)
+    cam = cv2.resize(np.float32(cam), (int(x.shape[-1]), int(x.shape[-2])))   # scale_cam_image(target_size)
+    heat = _minmax(np.maximum(cam, 0))                                 # aggregate_multi_layers (one layer)
+    return np.clip(np.nan_to_num(np.float32(heat)), 0.0, 1.0)
+
+
+def _minmax(img: np.ndarray) -> np.ndarray:
+    img = img - np.min(img)
+    return img / (1e-7 + np.max(img))
+
+
+def _library_gradcam(model: nn.Module, target_layer: nn.Module, input_tensor: torch.Tensor,
+                     forward: Callable[[torch.Tensor], torch.Tensor] | None) -> np.ndarray:
     from pytorch_grad_cam import GradCAM
 
     wrapped: nn.Module = model if forward is None else _Wrap(model, forward)
@@ -67,6 +124,31 @@ def gradcam(model: nn.Module, target_layer: nn.Module, input_tensor: torch.Tenso
         heat = cam(input_tensor=input_tensor, targets=[_LogitTarget()])[0]
     heat = np.nan_to_num(heat.astype(np.float32))
     return np.clip(heat, 0.0, 1.0)
+
+
+@contextmanager
+def graph_from_layer(layer: nn.Module) -> Iterator[None]:
+    """Start the autograd graph at ``layer``'s output: its output becomes a leaf that requires grad.
+
+    Grad-CAM needs only d(logit)/d(activation of the target layer), which depends only on the network *after*
+    that layer. With the input and the parameters not requiring grad, everything before the layer then runs like
+    inference (no graph, no saved activations) and the backward pass covers only the layers after it — for a CNN
+    explained at its last stage, Grad-CAM costs about one forward pass instead of several. The activations and
+    the gradient are the same tensors as with the whole graph, so the map is the same.
+
+    Register this hook before any hook that reads the output (a forward hook's return value replaces the output
+    for the hooks after it and for the rest of the network). Hold the detector's lock around it.
+    """
+    def start_graph(_module: nn.Module, _inputs: tuple, out: Any) -> Any:
+        if isinstance(out, torch.Tensor) and torch.is_grad_enabled() and not out.requires_grad:
+            return out.detach().requires_grad_(True)
+        return None
+
+    handle = layer.register_forward_hook(start_graph)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 class _Wrap(nn.Module):

@@ -217,15 +217,23 @@ def _stability(name: str, rows: Sequence[ProbeRow], conds: Sequence[Condition]) 
                              best_c, sentence)
 
 
+BATCH_PIXELS = 64_000_000   # all versions of an image kept at once up to this many pixels in all (~190 MB as RGB)
+
+
 def run_probe(image: Image.Image, detectors: Sequence[Predictor], *, conditions: Sequence[str] | None = None,
-              progress: Callable[[int, int, str], None] | None = None) -> ProbeResult:
+              progress: Callable[[int, int, str], None] | None = None, batch: bool = True) -> ProbeResult:
     """Score ``image`` with every detector under every condition.
 
     Args:
         image: the RGB image.
         detectors: objects with ``.predict(image) -> DetectionResult`` (loaded detectors; never mutated).
         conditions: condition keys (default: all of :data:`CONDITIONS`, ``original`` always included first).
-        progress: ``fn(done, total, message)`` called before each scoring.
+        progress: ``fn(done, total, message)`` called before each scoring step (with ``batch``: before each
+            detector, ``done`` counting the cells scored so far) and once at the end with ``done == total``.
+        batch: score all versions of the image with one detector through its ``predict_batch`` (versions whose
+            inputs share a shape go through the network together: the same scores, to float rounding, as one by
+            one, in a fraction of the time). Used when the detector has ``predict_batch`` and the versions together
+            stay under :data:`BATCH_PIXELS`; otherwise (or False) one version at a time, as before.
 
     Returns:
         A :class:`ProbeResult`. A detector that fails on one version (e.g. an image too small after resizing) gets
@@ -241,21 +249,11 @@ def run_probe(image: Image.Image, detectors: Sequence[Predictor], *, conditions:
     conds = tuple(condition(k) for k in dict.fromkeys(keys))
     names = _names(detectors)
     image = image.convert("RGB")
-    total, done = len(conds) * len(detectors), 0
-    cells: dict[tuple[str, str], ProbeRow] = {}
-    for c in conds:
-        version = perturb(image, c.key)         # one degraded copy alive at a time (large images)
-        for name, det in zip(names, detectors):
-            if progress:
-                progress(done, total, f"{name} · {c.label}")
-            try:
-                r = det.predict(version)
-                cells[name, c.key] = ProbeRow(name, c.key, r.p_fake, r.logit, r.label, r.threshold)
-            except DeepfakeLensError as exc:
-                cells[name, c.key] = ProbeRow(name, c.key, float("nan"), float("nan"), "error", float("nan"),
-                                              str(exc))
-            done += 1
-        del version
+    total = len(conds) * len(detectors)
+    if batch and image.width * image.height * len(conds) <= BATCH_PIXELS:
+        cells = _probe_batched(image, conds, names, detectors, progress)
+    else:
+        cells = _probe_one_by_one(image, conds, names, detectors, progress)
     rows = [cells[n, c.key] for n in names for c in conds]       # grouped by detector, conditions in order
     if progress:
         progress(total, total, "done")
@@ -264,5 +262,58 @@ def run_probe(image: Image.Image, detectors: Sequence[Predictor], *, conditions:
     return ProbeResult(conds, tuple(rows), stab, tuple(s.sentence for s in ordered))
 
 
+Cells = dict[tuple[str, str], ProbeRow]
+
+
+def _cell(name: str, key: str, det: Predictor, version: Image.Image) -> ProbeRow:
+    """One detector on one version; a detector's refusal (too small, no verdict) becomes an error row."""
+    try:
+        return _row(name, key, det.predict(version))
+    except DeepfakeLensError as exc:
+        return ProbeRow(name, key, float("nan"), float("nan"), "error", float("nan"), str(exc))
+
+
+def _row(name: str, key: str, r: DetectionResult) -> ProbeRow:
+    return ProbeRow(name, key, r.p_fake, r.logit, r.label, r.threshold)
+
+
+def _probe_one_by_one(image: Image.Image, conds: Sequence[Condition], names: Sequence[str],
+                      detectors: Sequence[Predictor], progress: Callable[[int, int, str], None] | None) -> Cells:
+    """Each version in turn through every detector: one degraded copy alive at a time (large images)."""
+    total, done, cells = len(conds) * len(detectors), 0, {}
+    for c in conds:
+        version = perturb(image, c.key)
+        for name, det in zip(names, detectors):
+            if progress:
+                progress(done, total, f"{name} · {c.label}")
+            cells[name, c.key] = _cell(name, c.key, det, version)
+            done += 1
+        del version
+    return cells
+
+
+def _probe_batched(image: Image.Image, conds: Sequence[Condition], names: Sequence[str],
+                   detectors: Sequence[Predictor], progress: Callable[[int, int, str], None] | None) -> Cells:
+    """Every version at once through each detector's ``predict_batch`` (falls back per version on a refusal)."""
+    versions = [perturb(image, c.key) for c in conds]
+    total, done, cells = len(conds) * len(detectors), 0, {}
+    for name, det in zip(names, detectors):
+        if progress:
+            progress(done, total, f"{name} · {len(conds)} conditions")
+        scored = None
+        predict_batch = getattr(det, "predict_batch", None)
+        if callable(predict_batch):
+            try:
+                scored = list(predict_batch(versions, batch_size=len(versions)))
+            except DeepfakeLensError:
+                scored = None            # one version is refused: score them one by one to say which
+        if scored is not None and len(scored) == len(conds):
+            cells.update({(name, c.key): _row(name, c.key, r) for c, r in zip(conds, scored)})
+        else:
+            cells.update({(name, c.key): _cell(name, c.key, det, v) for c, v in zip(conds, versions)})
+        done += len(conds)
+    return cells
+
+
 __all__ = ["CONDITIONS", "Condition", "condition", "perturb", "ProbeRow", "DetectorStability", "ProbeResult",
-           "run_probe", "DRIFT"]
+           "run_probe", "DRIFT", "BATCH_PIXELS"]

@@ -11,11 +11,12 @@ Two weight files make one detector, as upstream:
 * the backbone checkpoint is an open_clip state dict (``open_clip_pytorch_model.bin`` of
   laion/CLIP-ViT-L-14-CommonPool.XL-s13B-b90K), loaded by :meth:`ClipLinearDetector.load_backbone`.
 
-Memory: the full CLIP (vision + text, 428 M parameters, ~1.7 GB in float32) is built so that a backbone file can
-be checked key for key against the official layout. CLIP-D never runs the text tower, so once real backbone
-weights are loaded the text tower (~123 M parameters, ~0.5 GB) is deleted, unless the YAML sets
-``options.keep_text_tower: true``. Later backbone loads are still checked against the full layout, recorded at
-build time.
+Memory: CLIP-D never runs the text tower (~123 M parameters, ~0.5 GB in float32), so it is never built: the
+full CLIP is built on PyTorch's ``meta`` device (shapes only, no memory) to record the official layout, and only the
+vision tower (304 M parameters) gets real weights. A backbone file is still checked key for key (text keys
+included) against that recorded layout, and only its ``visual.*`` part is loaded. After real backbone weights are
+loaded the shapes-only text tower is dropped too. ``options.keep_text_tower: true`` builds and keeps the real text
+tower instead (loaded from the file).
 """
 from __future__ import annotations
 
@@ -56,20 +57,38 @@ def _quiet_random_init() -> Iterator[None]:
         root.removeFilter(flt)
 
 
-def build_open_clip(arch: str = DEFAULT_CLIP_ARCH) -> nn.Module:
+def build_open_clip(arch: str = DEFAULT_CLIP_ARCH, *, text_tower: bool = True) -> nn.Module:
     """Build an open_clip CLIP model with random weights (never downloads).
 
     Args:
         arch: open_clip model name, e.g. ``"ViT-L-14"``.
+        text_tower: False builds the text tower on the ``meta`` device only (its names and shapes, no memory and
+            no initialisation): enough to check a file against the full layout, for detectors that never run it.
 
     Returns:
-        The ``open_clip.model.CLIP`` module in eval mode, float32, on CPU.
+        The ``open_clip.model.CLIP`` module in eval mode, float32, vision tower on CPU.
     """
     import open_clip  # local import: open_clip is slow to import and only CLIP detectors need it
 
     with _quiet_random_init():
-        model = open_clip.create_model(arch, pretrained=None)
+        if text_tower:
+            return open_clip.create_model(arch, pretrained=None).eval()
+        with torch.device("meta"):
+            model = open_clip.create_model(arch, pretrained=None, device="meta")
+        cfg = open_clip.get_model_config(arch)
+        # The vision tower built by the same open_clip function CLIP.__init__ uses, with real (random) weights.
+        visual = open_clip.model._build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"],
+                                                     bool(cfg.get("quick_gelu", False)), None)
+    if repr(visual) != repr(model.visual):     # an open_clip change in how CLIP builds its vision tower
+        with _quiet_random_init():
+            return open_clip.create_model(arch, pretrained=None).eval()
+    model.visual = visual
     return model.eval()
+
+
+def text_tower_built(clip: nn.Module) -> bool:
+    """True when every tensor of a CLIP model holds values (False: its text tower is shapes only, ``meta``)."""
+    return not any(t.is_meta for t in (*clip.parameters(), *clip.buffers()))
 
 
 class ClipLinear(nn.Module):
@@ -120,8 +139,19 @@ class ClipLinear(nn.Module):
 
     @property
     def has_text_tower(self) -> bool:
-        """False after :meth:`drop_text_tower`."""
+        """True while the full CLIP (text tower included, built or shapes only) is held; False after
+        :meth:`drop_text_tower`."""
         return self._clip[0] is not None
+
+    @property
+    def text_tower_built(self) -> bool:
+        """True when the held text tower has real weights (``keep_text_tower``), False when it is shapes only."""
+        return self._clip[0] is not None and text_tower_built(self._clip[0])
+
+    def _backbone_module(self) -> tuple[nn.Module, str]:
+        """The module backbone weights go into and the key prefix it drops: the full CLIP when its text tower is
+        built, else the vision tower alone."""
+        return (self._clip[0], "") if self.text_tower_built else (self.visual, "visual.")
 
     @property
     def backbone_layout(self) -> dict[str, tuple[int, ...]]:
@@ -131,10 +161,13 @@ class ClipLinear(nn.Module):
     def backbone_state_dict(self) -> dict[str, torch.Tensor]:
         """The backbone's open_clip-named state dict (without ``visual.proj``).
 
-        The full CLIP layout (445 keys for ViT-L/14) while the text tower is kept, ``visual.*`` only after.
+        The full CLIP layout (445 keys for ViT-L/14) while the text tower is held, ``visual.*`` only after it
+        was dropped. A text tower that was never built (shapes only) is given as zeros of its shapes: a template
+        (for tests and benchmarks) that a backbone file must match, never weights that run.
         """
         if self._clip[0] is not None:
-            return dict(self._clip[0].state_dict())
+            return {k: torch.zeros(v.shape, dtype=v.dtype) if v.is_meta else v
+                    for k, v in self._clip[0].state_dict().items()}
         return {f"visual.{k}": v for k, v in self.visual.state_dict().items()}
 
     def load_backbone_state_dict(self, state_dict: Mapping[str, torch.Tensor], detector: str = "CLIP-D",
@@ -164,8 +197,7 @@ class ClipLinear(nn.Module):
             raise WeightsCorrupt(
                 detector, f"{where} does not fit the {detector} backbone (expected {expected}): "
                           + "; ".join(parts) + ".", path=path)
-        target = self._clip[0] if self._clip[0] is not None else self.visual
-        prefix = "" if self._clip[0] is not None else "visual."
+        target, prefix = self._backbone_module()
         own = target.state_dict()
         # Cast to the module's dtype (half-precision files run in float32) and load strictly.
         sd = {k[len(prefix):]: v.to(dtype=own[k[len(prefix):]].dtype)
@@ -179,8 +211,8 @@ class ClipLinear(nn.Module):
     # ------------------------------------------------------------------ nn.Module plumbing
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> "ClipLinear":
         # .to()/.float()/.cuda() go through _apply: move the hidden backbone too (upstream overrides .to()).
-        target = self._clip[0] if self._clip[0] is not None else self._visual[0]
-        target._apply(fn, recurse)
+        # A shapes-only text tower stays on the meta device (it has no values to move).
+        self._backbone_module()[0]._apply(fn, recurse)
         return super()._apply(fn, recurse)
 
     def train(self, mode: bool = True) -> "ClipLinear":
@@ -232,12 +264,14 @@ def build_clip_linear(spec: DetectorSpec, device: str | torch.device = "cpu") ->
     """Builder for ``arch: clip_linear`` (random backbone and head until checkpoints are loaded).
 
     Options (YAML ``options``): ``clip_arch`` (open_clip model name, default ``ViT-L-14``), ``normalize``
-    (default true), ``keep_text_tower`` (default false: delete it after the backbone is loaded).
+    (default true), ``keep_text_tower`` (default false: the text tower is never built, only its layout is kept).
     """
     opts = spec.options
-    clip = build_open_clip(str(opts.get("clip_arch", DEFAULT_CLIP_ARCH)))
+    clip = build_open_clip(str(opts.get("clip_arch", DEFAULT_CLIP_ARCH)),
+                           text_tower=bool(opts.get("keep_text_tower", False)))
     model = ClipLinear(clip, num_classes=1, normalize=bool(opts.get("normalize", True)))
     return ClipLinearDetector(spec, model, device=device)
 
 
-__all__ = ["ClipLinear", "ClipLinearDetector", "build_clip_linear", "build_open_clip", "PROJ_KEY"]
+__all__ = ["ClipLinear", "ClipLinearDetector", "build_clip_linear", "build_open_clip", "text_tower_built",
+           "PROJ_KEY"]

@@ -314,10 +314,10 @@ class FaceDetector(Detector):
             raise ValueError(f"{self.spec.key} declares no explain.target_layer")
         layer = get_submodule_by_path(self.model, self.spec.explain_layer)
         with self.lock, torch.inference_mode(False):
-            # A tensor made under inference mode cannot enter autograd: clone it into a normal one. Gradients
-            # flow from the input instead of the weights: Grad-CAM needs only activation gradients, and skipping
-            # the 23.5 M weight gradients halves its CPU time (identical heatmap). The flags are restored below.
-            x = (tensor if tensor.dim() == 4 else tensor.unsqueeze(0)).clone().to(self.device).requires_grad_(True)
+            # A tensor made under inference mode cannot enter autograd: clone it into a normal one. Grad-CAM needs
+            # only activation gradients: no weight gradients, and the graph starts at the target layer (gradcam's
+            # from_layer), so the layers before it run as inference (identical heatmap). Flags are restored below.
+            x = (tensor if tensor.dim() == 4 else tensor.unsqueeze(0)).clone().to(self.device)
             params = list(self.model.parameters())
             flags = [p.requires_grad for p in params]
             try:

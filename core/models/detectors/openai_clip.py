@@ -12,7 +12,8 @@ One backbone file serves every detector variant that uses it, in whichever of it
 
 Whatever the form, the file must hold the complete OpenAI layout (446 keys for ViT-L/14: vision and text towers,
 ``visual.proj`` included) with the official shapes — that is what is checked, key for key. Only the vision tower is
-kept in memory: the detectors built on it never run the text tower (~123 M parameters).
+ever built with weights: the detectors built on it never run the text tower (~123 M parameters), whose layout comes
+from a shapes-only (``meta`` device) build.
 
 The module is built with open_clip's ``ViT-L-14-quickgelu`` (OpenAI's activation), whose state dict names and
 shapes equal OpenAI's; it is batch-first, so block outputs are ``[N, tokens, width]``.
@@ -64,10 +65,13 @@ def build_openai_clip() -> nn.Module:
 
 def build_visual_tower() -> tuple[nn.Module, dict[str, tuple[int, ...]]]:
     """The frozen vision tower (random weights) and the full 446-key layout a backbone file is checked against."""
-    clip = build_openai_clip()
+    from core.models.detectors.clip_linear import build_open_clip
+
+    # The text tower is never used: built on the meta device only (its layout, no memory), never materialised.
+    clip = build_open_clip(OPENAI_ARCH, text_tower=False)
     layout = {k: tuple(v.shape) for k, v in clip.state_dict().items()}
     visual = clip.visual
-    del clip                                 # the text tower is never used: free it now
+    del clip
     for p in visual.parameters():
         p.requires_grad_(False)              # frozen, as in the papers
     return visual.eval(), layout

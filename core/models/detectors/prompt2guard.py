@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -148,14 +149,20 @@ class P2GNet(nn.Module):
     def num_tasks(self) -> int:
         return len(self.prompt_learner)
 
-    def forward(self, images: torch.Tensor, text_tokens: torch.Tensor,
-                prototype: str = "fake") -> dict[str, torch.Tensor]:
+    def text_prompts(self) -> torch.Tensor:
+        """The K·T learned text prompts, task-major ``[K·T, 512]``."""
+        return torch.cat([p.text_prompt for p in self.prompt_learner])
+
+    def forward(self, images: torch.Tensor, text_tokens: torch.Tensor, prototype: str = "fake",
+                text_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Task logits for a batch.
 
         Args:
             images: ``[B, 3, 224, 224]`` (ImageNet-normalised).
             text_tokens: ``[B·2·k, 77]`` prompts ordered (image, real/fake, object) as upstream.
             prototype: which task keys weight the tasks (upstream config: "fake").
+            text_features: ``encode_text_prompted(text_tokens, text_prompts())`` when already known (a cache of
+                it: it depends only on each token row, the prompts and the backbone); None computes it.
 
         Returns:
             ``logits`` ``[B, T, 2]`` (real, fake), ``task_weights`` ``[B, T]``, ``image_feature`` ``[B, 512]``.
@@ -165,7 +172,8 @@ class P2GNet(nn.Module):
         keys = getattr(self, PROTOTYPES[prototype])
         text_prompts = torch.cat([p.text_prompt for p in learners])                     # [K·T, 512], task-major
         img_prompts = torch.cat([p.img_prompt for p in learners])                       # [K·T, 768]
-        text_f = self.clip.encode_text_prompted(text_tokens, text_prompts)              # [B·2·O, K·T, 512]
+        text_f = (self.clip.encode_text_prompted(text_tokens, text_prompts)              # [B·2·O, K·T, 512]
+                  if text_features is None else text_features)
         i_f, img_f = self.clip.visual(images, img_prompts)                              # [B, 512], [B, K·T, 512]
         weights = torch.softmax(i_f @ keys.to(i_f.dtype).t(), dim=1)                    # [B, T]
         text_f = F.normalize(text_f, dim=-1).view(b, 2, -1, t, k, EMBED_DIM)            # [B, L, O, T, K, D]
@@ -200,6 +208,11 @@ class P2GDetector(Detector):
         self.zero_shot_transform = build_transform(ZERO_SHOT_PREPROCESS)
         self.checkpoint_info: dict[str, Any] = {}
         self._class_features: torch.Tensor | None = None   # [1000, 512] normalised, depends on the backbone only
+        # Prompted text features by (precision, token row): "a real/fake photo of a {object}." for the objects
+        # seen so far. They depend on the row, the learned prompts and the backbone only, and the same objects
+        # recur across images, so the text side (about a third of P2G's work) is mostly computed once.
+        self._text_cache: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
+        self.text_cache_size = int(spec.options.get("text_cache_size", 512))   # ~70 KB per row (K·T = 35)
 
     # ------------------------------------------------------------------ weights
     def load_checkpoint(self, checkpoint: Any, path: str | None = None) -> None:
@@ -277,6 +290,7 @@ class P2GDetector(Detector):
             for name in PROTOTYPES.values():
                 default = keys[PROTOTYPES[self.prototype]]
                 self.model.register_buffer(name, keys.get(name, default).to(self.device), persistent=False)
+            self._text_cache.clear()              # the cached text features used the old prompts
             self.checkpoint_info = {"tasks": n_tasks, "K": k, "topk_classes": topk,
                                     "run_name": str(checkpoint.get("run_name", "")),
                                     "key_sets": sorted(keys)}
@@ -295,6 +309,7 @@ class P2GDetector(Detector):
         with self.lock:
             load_strict(self.model.clip, sd, self.spec.id, path)
             self._class_features = None           # they depend on the backbone: recompute at next use
+            self._text_cache.clear()
         self.model.eval()
 
     # ------------------------------------------------------------------ inference
@@ -345,8 +360,29 @@ class P2GDetector(Detector):
             prompts = [[f"a {kind} photo of a {names[i]}." for kind in REAL_FAKE for i in row]
                        for row in top_i[:, :topk].tolist()]
             tokens = tokenize([p for per_image in prompts for p in per_image]).to(self.device)
-            out = self.model(images, tokens, self.prototype)
+            out = self.model(images, tokens, self.prototype, self._prompted_text(tokens))
         return {**out, "sims": sims, "top_p": top_p, "top_i": top_i, "topk": topk, "prompts": prompts}
+
+    def _prompted_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``encode_text_prompted(tokens, prompts)``, computing only the rows not in the cache (call under the lock)."""
+        if self.text_cache_size <= 0:
+            return self.model.clip.encode_text_prompted(tokens, self.model.text_prompts())
+        state = (self.precision, torch.is_autocast_enabled(self.device.type))
+        ends = (tokens.argmax(dim=-1) + 1).tolist()                      # each row up to its EOT
+        keys = [(state, *row[:end]) for row, end in zip(tokens.tolist(), ends)]
+        with self.lock:
+            missing = list(dict.fromkeys(k for k in keys if k not in self._text_cache))
+            if missing:
+                rows = [keys.index(k) for k in missing]
+                feats = self.model.clip.encode_text_prompted(tokens[rows], self.model.text_prompts())
+                for k, f in zip(missing, feats):
+                    self._text_cache[k] = f.clone()
+            out = torch.stack([self._text_cache[k] for k in keys])
+            for k in keys:
+                self._text_cache.move_to_end(k)
+            while len(self._text_cache) > self.text_cache_size:
+                self._text_cache.popitem(last=False)
+        return out
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """:meth:`batch` → logits ``[N]`` (float64) of the configured decision rule: fake − real of the chosen pair.

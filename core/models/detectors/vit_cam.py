@@ -23,28 +23,34 @@ from core.models.preprocess import Prepared
 
 
 def token_gradcam(forward: Callable[[torch.Tensor], torch.Tensor], layer: nn.Module, x: torch.Tensor,
-                  n_prefix: int) -> torch.Tensor:
+                  n_prefix: int, *, from_layer: bool = True) -> torch.Tensor:
     """Grad-CAM of the summed fake logit(s) over one layer's patch tokens.
 
     Args:
         forward: input → logits (any shape; they are summed, so a mean over crops weights each crop equally).
         layer: a module whose output is batch-first ``[B, n_prefix + P, C]``.
-        x: the network input (gets ``requires_grad``).
+        x: the network input.
         n_prefix: tokens before the patch tokens (1 for CLS; 5 for CLS + 4 registers).
+        from_layer: record the autograd graph only from ``layer``'s output on, so the blocks before it run
+            without a graph and the backward pass covers only the blocks after it (same map, see
+            :func:`core.models.explain.graph_from_layer`); False records it from the input (the slower old path).
 
     Returns:
         ``[B, P]`` non-negative token scores (not normalised).
     """
     store: dict[str, torch.Tensor] = {}
 
-    def keep(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+    def keep(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> torch.Tensor | None:
+        if from_layer and not out.requires_grad:
+            out = out.detach().requires_grad_(True)     # the graph starts here (the input needs no grad)
         store["act"] = out
         out.register_hook(lambda g: store.__setitem__("grad", g))
+        return out
 
     handle = layer.register_forward_hook(keep)
     try:
         with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
+            x = x.detach() if from_layer else x.detach().requires_grad_(True)
             forward(x).sum().backward()
     finally:
         handle.remove()
