@@ -155,3 +155,32 @@ def test_grad_cam_of_the_folded_fused_network_equals_the_original():
     assert any(type(m).__name__ == "FusedBottleneck" for m in det.model.modules())
     torch.testing.assert_close(torch.from_numpy(det.explain(image).heatmap), torch.from_numpy(ref),
                                atol=1e-4, rtol=1e-4)
+
+
+def test_fast_per_image_scores_a_bf16_batch_one_image_at_a_time():
+    """CLIP-D declares fast_per_image (its bf16 batches take ~40 s on CPU): a batch is scored image by image in the
+    fast mode, with the values a batched autocast run gives, and batched as usual in fp32."""
+    import dataclasses
+
+    from core.models.detectors.base import Detector
+
+    assert get_spec("CLIP-D").options.get("fast_per_image") is True
+    spec = get_spec("NPR")
+    spec = dataclasses.replace(spec, options={**spec.options, "fast_bf16": True, "fast_per_image": True})
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1))
+    det = Detector(spec, net)
+    sizes: list[int] = []
+    score = det.score
+    det.score = lambda prepared: (sizes.append(len(prepared)), score(prepared))[1]
+    images = [load_example(e).resize((64, 64)) for e in list_examples()[:3]]
+    fp32 = det.predict_batch(images, batch_size=3)
+    assert sizes == [3]
+    assert det.use_fast_mode()
+    sizes.clear()
+    fast = det.predict_batch(images, batch_size=3)
+    assert sizes == [1, 1, 1] and all(r.details["precision"] == "bf16" for r in fast)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        batched = [v for v, _ in score([det.prepare(im) for im in images])]
+    assert [r.logit for r in fast] == pytest.approx(batched, abs=0.05)
+    assert [r.p_fake for r in fast] == pytest.approx([r.p_fake for r in fp32], abs=0.01)

@@ -201,8 +201,12 @@ class Detector:
                 finally:
                     self._fast_active = False
             else:
+                # options.fast_per_image: a network whose bf16 batches hit a slow kernel on CPU (CLIP-D: batch-first
+                # attention makes autocast's projections run as bmm over copied weights, ~40 s a batch) is
+                # scored one image at a time in the fast mode; same values, measured in bench/speed_b.py.
+                per_image = bool(self.spec.options.get("fast_per_image")) and len(prepared) > 1
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    out = self.score(prepared)
+                    out = [r for p in prepared for r in self.score([p])] if per_image else self.score(prepared)
             return [(logit, {**det, "precision": "bf16"}) for logit, det in out]
 
     def result_identity(self, details: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
