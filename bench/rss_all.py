@@ -1,15 +1,26 @@
-"""Load all six detectors in one process (generated weights), score one image each, report peak RSS.
+"""Load all six detectors in one process (generated weights), score one image each, report peak and steady RSS.
 
     python bench/rss_all.py SPEC_JSON IMAGE
+
+The peak is the kernel's high-water mark of this process image (``VmHWM``), not ``getrusage``'s ``ru_maxrss``:
+Linux carries ``ru_maxrss`` across ``execve``, so a child of a large benchmark process would report its parent's
+peak. The steady value is the resident set once all six are loaded and have scored (``VmRSS``).
 """
 from __future__ import annotations
 
 import json
-import resource
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _status_mb(field: str) -> float:
+    """A ``/proc/self/status`` memory field (kB) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def main() -> None:
@@ -21,8 +32,8 @@ def main() -> None:
         det = create_detector(det_id, weights=w, backbone_weights=b)
         det.predict(img)
         dets.append(det)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024     # Linux: KiB
-    print(json.dumps({"peak_rss_mb": rss_mb, "loaded": list(spec)}))
+    print(json.dumps({"peak_rss_mb": _status_mb("VmHWM"), "steady_rss_mb": _status_mb("VmRSS"),
+                      "loaded": list(spec)}))
 
 
 if __name__ == "__main__":

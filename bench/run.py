@@ -1,296 +1,252 @@
-"""Performance benchmarks (never timed assertions in tests): writes bench/results.json and prints a table.
+"""Performance benchmark (never timed assertions in tests): writes bench/results.json and prints a table.
 
-    python bench/run.py [--quick]
+    python bench/run.py [--quick] [--skip SECTION ...]
 
-All measurements run in ONE invocation so that ratios are fair on a noisy machine. Weights are generated with the
-real architectures (speed does not depend on weight values); the P2G prompts come from the real CDDB checkpoint in
-../shared/weights when it is there. Measurements:
- 1. seed-style baseline (a fresh process per detector that builds, loads and scores once) vs our warm cached
-    detectors, for all five AIGI detectors at 512² and 1024²;
- 2. achieved FLOP/s of each forward (torch's FLOP counter) over the machine's measured fp32 matmul peak;
- 3. evaluation throughput: batched predict_batch vs a per-image loop, images/s per detector;
- 4. cold start (time to first result in a fresh process) and peak RSS with all six detectors loaded;
- 5. the bf16 fast path: speed-up on each detector and max |Δlogit| vs fp32 on the golden images (seed-0 filled
-    weights, as the parity tests) and on the example images.
+Everything is measured in ONE invocation and every ratio is taken against the GEMM peaks measured in that same
+invocation (bench/machine.py: best of repeated large fp32 and bf16 GEMMs, sampled at the start, the middle and the
+end, so the peak is never one measured while the machine was busy). Weights are random in the real architectures
+(speed does not depend on values); the fidelity table uses the golden seed-0 fills. Sections:
+
+  machine      CPU model, avx512*/amx* flags, cores, torch and oneDNN facts; GEMM peaks fp32 and bf16
+  detectors    network time of each AIGI detector at 512² and 1024², fp32 (faithful) and bf16 (fast mode), as a
+               fraction of the fp32 and the bf16 peak
+  ensemble     the six detectors on a 1024² photo end to end, fp32 and fast mode, against the FLOP limit
+               (total FLOPs ÷ peak)
+  engines      R50_TF at 512² under each way of running it: eager unfolded / folded fp32, autocast, resident bf16,
+               torch.compile of both (with compile times)
+  fidelity     fast mode vs fp32: max |Δp_fake| and verdict flips per detector, golden images and examples
+  throughput   evaluation throughput (predict_batch vs a per-image loop) for CLIP-D, P2G and NPR at 512²
+  cold         time to a first result in a fresh process, and peak RSS with all six detectors loaded
+
+The machine may be shared: each time is the fastest of its repetitions, and the load average is recorded.
 """
 from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import create_detector, load_image  # noqa: E402
+from bench.fidelity import DETECTORS as FIDELITY_DETECTORS  # noqa: E402
+from bench.fidelity import P2G_CKPT, fidelity_rows  # noqa: E402
+from bench.machine import PeakMeter, machine_facts  # noqa: E402
+from bench.speed import (  # noqa: E402
+    SIX,
+    detector_rows,
+    engines_row,
+    ensemble_row,
+    load_six,
+    make_weights,
+    synthetic,
+)
 from core.examples import list_examples, load_example  # noqa: E402
 
-AIGI = ["R50_TF", "R50_nodown", "CLIP-D", "P2G", "NPR"]
-GOLDEN = Path(os.environ.get("DEEPFAKE_LENS_GOLDEN", ROOT.parent / "shared" / "golden"))
-P2G_CKPT = GOLDEN.parent / "weights" / "p2g_cddb_best_results.tar"
+SECTIONS = ["detectors", "ensemble", "engines", "fidelity", "throughput", "cold"]
 
 
 def log(msg: str) -> None:
+    """Progress on stderr (stdout carries the table)."""
     print(msg, file=sys.stderr, flush=True)
 
 
-def synthetic(size: int, seed: int = 0) -> Image.Image:
-    """A photo-like test image: smooth gradients, shapes and mild noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
-    img = np.stack([0.5 + 0.4 * np.sin(5 * x + 3 * y), 0.3 + 0.5 * y, 0.6 - 0.4 * x], -1)
-    img += rng.normal(0, 0.03, img.shape)
-    return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+def photo(size: int):
+    """The astronaut example (a camera photo with one face) resized to size² (so FACE has a face to score)."""
+    example = next(e for e in list_examples() if "Astronaut" in e.name)
+    return load_example(example).resize((size, size))
 
 
-def make_weights(tmp: Path) -> dict[str, tuple[str, str | None]]:
-    """Checkpoint files in each detector's official container, with random weights."""
-    out: dict[str, tuple[str, str | None]] = {}
-    for det_id in AIGI + ["FACE"]:
-        det = create_detector(det_id, pretrained=False)
-        w, b = tmp / f"{det_id}.pth", None
-        sd = det.model.state_dict()
-        if det_id in ("R50_TF", "NPR"):
-            torch.save(sd, w)
-        elif det_id == "R50_nodown":
-            torch.save({"model": sd}, w)
-        elif det_id == "FACE":
-            torch.save({"model_state_dict": sd}, w)
-        elif det_id == "CLIP-D":
-            torch.save({"model": sd}, w)
-            b = tmp / "clipd_backbone.bin"
-            torch.save(det.model.backbone_state_dict(), b)
-        elif det_id == "P2G":
-            b = tmp / "p2g_backbone.bin"
-            torch.save(det.model.clip.state_dict(), b)
-            if P2G_CKPT.is_file():
-                w = P2G_CKPT
-            else:
-                prompts = {k: v for k, v in sd.items() if k.startswith("prompt_learner.")}
-                keys = torch.nn.functional.normalize(torch.randn(5, 512), dim=-1)
-                torch.save({"tasks": 4, "model_state_dict": prompts, "K": 7, "topk_classes": 5,
-                            "keys": {"all_keys": torch.randn(5, 5, 512), "all_keys_one_cluster": keys,
-                                     "real_keys_one_cluster": keys, "fake_keys_one_cluster": keys},
-                            "ensembling_flags": [False, False, True, False]}, w)
-        out[det_id] = (str(w), str(b) if b else None)
-        del det
-        gc.collect()
+def throughput(dets: dict, n: int) -> dict[str, Any]:
+    """Images/s of predict_batch vs a per-image loop on n synthetic 512² images (CLIP-D, P2G, NPR)."""
+    out = {}
+    for det_id in ("CLIP-D", "P2G", "NPR"):
+        imgs = [synthetic(512, seed=i) for i in range(n)]
+        det = dets[det_id]
+        det.predict_batch(imgs[:2], batch_size=2)
+        t = time.perf_counter()
+        for im in imgs:
+            det.predict(im)
+        loop = time.perf_counter() - t
+        t = time.perf_counter()
+        det.predict_batch(imgs, batch_size=8)
+        batched = time.perf_counter() - t
+        out[det_id] = {"images": n, "loop_img_per_s": n / loop, "batched_img_per_s": n / batched,
+                       "ratio": loop / batched}
+        log(f"  {det_id}: loop {n / loop:.2f} img/s, batched {n / batched:.2f} img/s")
     return out
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 4096, reps: int = 3) -> float:
-    """Best achieved GFLOP/s of an n×n matmul (the machine's practical peak for that dtype)."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(reps):
+def cold(files: dict, tmp: Path) -> dict[str, Any]:
+    """Seed-style fresh processes (build, load, score once) per detector, and peak RSS with all six loaded."""
+    image = tmp / "img_512.png"
+    synthetic(512).save(image)
+    out: dict[str, Any] = {"cold_start_s": {}}
+    for det_id in SIX:
         t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
+        run = subprocess.run([sys.executable, str(ROOT / "bench" / "seed_style.py"), det_id, files[det_id][0],
+                              files[det_id][1] or "-", str(image)], capture_output=True, text=True, cwd=ROOT,
+                             timeout=900)
+        out["cold_start_s"][det_id] = time.perf_counter() - t if run.returncode == 0 else \
+            f"failed: {run.stderr[-300:]}"
+    spec_file = tmp / "all.json"
+    spec_file.write_text(json.dumps({d: list(files[d]) for d in SIX}))
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "rss_all.py"), str(spec_file), str(image)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=900)
+    if run.returncode == 0:
+        rss = json.loads(run.stdout.strip().splitlines()[-1])
+        out["peak_rss_all_six_mb"], out["steady_rss_all_six_mb"] = rss["peak_rss_mb"], rss["steady_rss_mb"]
+    else:
+        out["peak_rss_all_six_mb"] = out["steady_rss_all_six_mb"] = f"failed: {run.stderr[-300:]}"
+    return out
 
 
-def timed(fn, reps: int) -> float:
-    """Median wall time of ``reps`` calls (after the caller's warm-up)."""
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def forward_flops(det, image: Image.Image) -> float:
-    """FLOPs of one predict() (the network part), counted by torch.utils.flop_counter."""
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter:
-        det.predict(image)
-    return float(counter.get_total_flops())
-
-
-def seed_style(det_id: str, files: tuple[str, str | None], image: Path) -> dict:
-    t = time.perf_counter()
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "seed_style.py"), det_id, files[0], files[1] or "-",
-                          str(image)], capture_output=True, text=True, cwd=ROOT, timeout=1800)
-    wall = time.perf_counter() - t
-    if out.returncode != 0:
-        raise RuntimeError(f"{det_id} seed-style run failed: {out.stderr[-1000:]}")
-    return {"wall_s": wall, **json.loads(out.stdout.strip().splitlines()[-1])}
-
-
-def golden_models():
-    """(det_id, detector with seed-0 filled weights, golden image paths) when the fixtures are present."""
-    if not (GOLDEN / "fill.py").is_file():
-        return
-    spec = importlib.util.spec_from_file_location("golden_fill", GOLDEN / "fill.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    imgs = [GOLDEN / "images" / n for n in ("a_256.png", "b_odd.png", "c_640x480.png", "d_q75.jpg")]
-    for det_id in ["R50_nodown", "R50_TF", "NPR", "CLIP-D"]:
-        det = create_detector(det_id, pretrained=False)
-        det.model.load_state_dict(mod.fill_state_dict(det.model.state_dict(), seed=0))
-        if det_id == "CLIP-D":
-            det.model.load_backbone_state_dict(mod.fill_state_dict(det.model.backbone_state_dict(), seed=0))
-        yield det_id, det, imgs
-        del det
+def run_sections(args: argparse.Namespace, res: dict[str, Any], meter: PeakMeter) -> None:
+    """Every section not skipped, in order; the peak is sampled again between the heavy ones."""
+    reps = 1 if args.quick else 2
+    with tempfile.TemporaryDirectory(prefix="dl-bench-") as tmpd:
+        tmp = Path(tmpd)
+        need_six = {"detectors", "ensemble", "engines", "throughput", "cold"} - set(args.skip)
+        files = make_weights(tmp, P2G_CKPT, args.detectors) if need_six else {}
+        dets = load_six(files) if need_six - {"cold"} else {}
+        if "detectors" not in args.skip:
+            log("detectors…")
+            res["detectors"] = detector_rows(dets, [512] if args.quick else [512, 1024], meter.peak, reps, log)
+            meter.sample()
+        if "ensemble" not in args.skip:
+            log("ensemble at 1024²…")
+            res["ensemble_1024"] = ensemble_row(dets, photo(1024), 1)
+        if "engines" not in args.skip:
+            log("engines (R50_TF at 512²)…")
+            res["engines_r50_tf_512"] = engines_row(dets["R50_TF"], synthetic(512), reps, not args.quick, log)
+            meter.sample()
+        if "throughput" not in args.skip:
+            log("evaluation throughput…")
+            res["throughput_512"] = throughput(dets, 8 if args.quick else 16)
+        dets.clear()
         gc.collect()
+        if "cold" not in args.skip:
+            log("cold start and RSS…")
+            res["cold"] = cold(files, tmp)
+    if "fidelity" not in args.skip:
+        log("fidelity (bf16 vs fp32, golden seed-0 weights + examples)…")
+        res["fidelity"] = {}
+        for det_id, row in fidelity_rows([d for d in FIDELITY_DETECTORS if d in args.detectors]):
+            res["fidelity"][det_id] = row
+            log(f"  {det_id}: {row['reason']}")
+
+
+def derive(res: dict[str, Any], peak: dict[str, float]) -> None:
+    """Every ratio against the final peaks, and the issue's targets next to what was measured."""
+    for rows in res.get("detectors", {}).values():
+        for r in rows.values():
+            r["fp32_of_fp32_peak"] = r["gflop"] / r["fp32_s"] / peak["fp32"]
+            r["bf16_of_bf16_peak"] = r["gflop"] / r["bf16_s"] / peak["bf16"]
+    ens = res.get("ensemble_1024")
+    if ens:
+        total = ens["total_gflop"]
+        ens["fp32_limit_s"] = total / peak["fp32"]
+        ens["bf16_limit_s"] = total / peak["bf16"]
+        ens["fp32_over_limit"] = ens["fp32"]["seconds"] / ens["fp32_limit_s"]
+        ens["fast_over_bf16_limit"] = ens["fast"]["seconds"] / ens["bf16_limit_s"]
+    eng = res.get("engines_r50_tf_512")
+    if eng and "detectors" in res:
+        gflop = res["detectors"]["512"]["R50_TF"]["gflop"]
+        eng["of_peak"] = {k[:-2]: gflop / v / (peak["bf16"] if k.startswith("bf16") else peak["fp32"])
+                          for k, v in eng.items() if k.endswith("_s") and not k.endswith("compile_s")
+                          and isinstance(v, float)}
+    d = res.get("detectors", {})
+    res["targets"] = {
+        "fast_R50_nodown_of_bf16_peak (≥0.45)": {s: d[s].get("R50_nodown", {}).get("bf16_of_bf16_peak") for s in d},
+        "fp32_of_fp32_peak (≥0.65)": {s: {k: d[s][k]["fp32_of_fp32_peak"] for k in ("R50_nodown", "R50_TF")
+                                          if k in d[s]} for s in d},
+        "ensemble_fast_over_bf16_limit (≤2.5)": ens["fast_over_bf16_limit"] if ens else None,
+        "ensemble_fp32_over_fp32_limit (≤2)": ens["fp32_over_limit"] if ens else None,
+        "fast_offered": {k: v.get("meets_bar") for k, v in res.get("fidelity", {}).items()},
+    }
 
 
 def main() -> None:
+    """Parse the options, run the sections, write the JSON, print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer images and repetitions (a few minutes)")
+    ap.add_argument("--quick", action="store_true", help="one repetition, 512² only in 'detectors', no torch.compile")
+    ap.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, help="sections to leave out")
+    ap.add_argument("--detectors", type=lambda v: v.split(","), default=SIX,
+                    help=f"comma-separated subset of {','.join(SIX)} (the ensemble, throughput and cold sections "
+                         "need all six)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = ap.parse_args()
-    q = args.quick
-    sizes = [512, 1024]
-    reps = 1 if q else 2
-    n_eval = {"NPR": 48 if q else 200, "default": 8 if q else 24}
-    torch.set_num_threads(os.cpu_count() or 1)
-    res: dict = {"quick": q, "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                                         "platform": platform.platform(), "torch": torch.__version__}}
+    if set(args.detectors) != set(SIX):
+        args.skip = sorted(set(args.skip) | {"ensemble", "throughput", "cold"})
+    if "R50_TF" not in args.detectors:
+        args.skip = sorted(set(args.skip) | {"engines"})
+    torch.set_num_threads(len(os.sched_getaffinity(0)))      # the CPUs this process may use (taskset-aware)
     t_start = time.perf_counter()
-    res["peak_gflops"] = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    log(f"matmul peak: {res['peak_gflops']}")
-
-    with tempfile.TemporaryDirectory(prefix="dl-bench-") as tmpd:
-        tmp = Path(tmpd)
-        log("generating weights files…")
-        files = make_weights(tmp)
-        image_paths = {}
-        for s in sizes:
-            image_paths[s] = tmp / f"img_{s}.png"
-            synthetic(s).save(image_paths[s])
-
-        # 1 + 4a. seed-style process per detector vs warm cached detectors
-        log("1. seed-style vs warm…")
-        seed = {s: {} for s in sizes}
-        for s in sizes:
-            for det_id in AIGI:
-                seed[s][det_id] = seed_style(det_id, files[det_id], image_paths[s])
-                log(f"  seed {s} {det_id}: {seed[s][det_id]['wall_s']:.1f}s")
-        warm = {s: {} for s in sizes}
-        flops = {s: {} for s in sizes}
-        dets = {}
-        for det_id in AIGI:
-            dets[det_id] = create_detector(det_id, weights=files[det_id][0], backbone_weights=files[det_id][1])
-            for s in sizes:
-                img = load_image(image_paths[s])
-                dets[det_id].predict(img)                                     # warm-up (P2G: class features)
-                warm[s][det_id] = timed(lambda: dets[det_id].predict(img), reps)
-                flops[s][det_id] = forward_flops(dets[det_id], img)
-                log(f"  warm {s} {det_id}: {warm[s][det_id]:.2f}s  {flops[s][det_id] / 1e12:.3f} TFLOP")
-        res["1_seed_vs_ours"] = {
-            str(s): {"seed_style_s": {d: seed[s][d]["wall_s"] for d in AIGI}, "ours_warm_s": warm[s],
-                     "seed_total_s": sum(seed[s][d]["wall_s"] for d in AIGI), "ours_total_s": sum(warm[s].values()),
-                     "ratio": sum(seed[s][d]["wall_s"] for d in AIGI) / sum(warm[s].values()),
-                     "target": 3.0 if s == 512 else 1.5} for s in sizes}
-
-        # 2. efficiency vs the physical limit
-        peak = res["peak_gflops"]["fp32"]
-        res["2_efficiency"] = {str(s): {d: {"tflop": flops[s][d] / 1e12, "seconds": warm[s][d],
-                                            "gflops": flops[s][d] / warm[s][d] / 1e9,
-                                            "fraction_of_peak": flops[s][d] / warm[s][d] / 1e9 / peak}
-                                        for d in AIGI} for s in sizes}
-        res["2_efficiency"]["target"] = {"R50_nodown": 0.7, "R50_TF": 0.7, "CLIP-D": 0.7}
-
-        # 3. evaluation throughput: batched vs per-image loop
-        log("3. evaluation throughput…")
-        thr = {}
-        for det_id in AIGI:
-            n = n_eval.get(det_id, n_eval["default"])
-            imgs = [synthetic(512, seed=i) for i in range(n)]
-            det = dets[det_id]
-            det.predict_batch(imgs[:2], batch_size=2)
-            t = time.perf_counter()
-            for im in imgs:
-                det.predict(im)
-            loop = time.perf_counter() - t
-            t = time.perf_counter()
-            det.predict_batch(imgs, batch_size=8)
-            batched = time.perf_counter() - t
-            thr[det_id] = {"images": n, "loop_img_per_s": n / loop, "batched_img_per_s": n / batched,
-                           "ratio": loop / batched}
-            log(f"  {det_id}: loop {n / loop:.2f} img/s, batched {n / batched:.2f} img/s")
-        res["3_eval_throughput_512"] = thr
-        del dets
-        gc.collect()
-
-        # 4. cold start and peak RSS with all six loaded
-        log("4. cold start and RSS…")
-        res["4_cold_start_s"] = {d: seed[512][d]["wall_s"] for d in AIGI}
-        face = seed_style("FACE", files["FACE"], image_paths[512])
-        res["4_cold_start_s"]["FACE"] = face["wall_s"]
-        spec_file = tmp / "all.json"
-        spec_file.write_text(json.dumps({d: list(files[d]) for d in AIGI + ["FACE"]}))
-        out = subprocess.run([sys.executable, str(ROOT / "bench" / "rss_all.py"), str(spec_file),
-                              str(image_paths[512])], capture_output=True, text=True, cwd=ROOT, timeout=1800)
-        res["4_peak_rss_all_six_mb"] = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"] \
-            if out.returncode == 0 else f"failed: {out.stderr[-500:]}"
-
-    # 5. bf16 fast path
-    log("5. bf16 fast path…")
-    fast: dict = {}
-    examples = [load_example(e) for e in list_examples()]
-    for det_id, det, gimgs in golden_models():
-        rec = {"golden_max_abs_dlogit": 0.0, "golden_flips": 0, "example_max_abs_dlogit": 0.0, "example_flips": 0}
-        for kind, images in (("golden", [load_image(p) for p in gimgs]), ("example", examples)):
-            for im in images:
-                det.set_precision("fp32")
-                a = det.predict(im)
-                det.set_precision("bf16")
-                b = det.predict(im)
-                rec[f"{kind}_max_abs_dlogit"] = max(rec[f"{kind}_max_abs_dlogit"], abs(a.logit - b.logit))
-                rec[f"{kind}_flips"] += int(a.label != b.label)
-        img = synthetic(512)
-        det.set_precision("fp32")
-        det.predict(img)
-        t32 = timed(lambda: det.predict(img), reps)
-        det.set_precision("bf16")
-        det.predict(img)
-        t16 = timed(lambda: det.predict(img), reps)
-        rec.update(fp32_s=t32, bf16_s=t16, speedup=t32 / t16)
-        rec["meets_bar"] = rec["speedup"] >= 2 and rec["golden_flips"] == 0 and rec["example_flips"] == 0 and \
-            rec["golden_max_abs_dlogit"] <= 0.05
-        fast[det_id] = rec
-        log(f"  {det_id}: x{rec['speedup']:.2f}, golden |Δ| {rec['golden_max_abs_dlogit']:.4f}")
-    res["5_bf16_fast_path_512"] = fast
+    res: dict[str, Any] = {"quick": args.quick, "skipped": args.skip, "detectors_run": args.detectors,
+                           "machine": machine_facts()}
+    meter = PeakMeter()
+    log(f"GEMM peaks: {meter.sample()}")
+    run_sections(args, res, meter)
+    meter.sample()
+    res["peak"] = meter.to_dict()
+    derive(res, meter.peak)
+    res["machine"]["load_average_at_end"] = os.getloadavg()
     res["total_bench_s"] = time.perf_counter() - t_start
-    Path(args.out).write_text(json.dumps(res, indent=1))
+    Path(args.out).write_text(json.dumps(res, indent=1, default=str))
     print_table(res)
 
 
-def print_table(res: dict) -> None:
-    print(f"\nmatmul peak fp32 {res['peak_gflops']['fp32']:.0f} GFLOP/s, bf16 {res['peak_gflops']['bf16']:.0f}")
-    for s, r in res["1_seed_vs_ours"].items():
-        print(f"[1] {s}²: seed-style {r['seed_total_s']:.1f}s vs ours {r['ours_total_s']:.1f}s → ×{r['ratio']:.2f} "
-              f"(target ×{r['target']})")
-    for s, r in res["2_efficiency"].items():
-        if s == "target":
-            continue
-        print(f"[2] {s}²: " + ", ".join(f"{d} {v['fraction_of_peak'] * 100:.0f}% ({v['tflop']:.2f} TFLOP in "
-                                        f"{v['seconds']:.1f}s)" for d, v in r.items()))
-    for d, v in res["3_eval_throughput_512"].items():
-        print(f"[3] {d}: loop {v['loop_img_per_s']:.2f} img/s, batched {v['batched_img_per_s']:.2f} img/s → "
-              f"×{v['ratio']:.2f} ({v['images']} images)")
-    print("[4] cold start: " + ", ".join(f"{d} {t:.1f}s" for d, t in res["4_cold_start_s"].items()))
-    print(f"[4] peak RSS with all six loaded: {res['4_peak_rss_all_six_mb']} MB")
-    for d, v in res["5_bf16_fast_path_512"].items():
-        print(f"[5] {d}: bf16 ×{v['speedup']:.2f}, golden max|Δlogit| {v['golden_max_abs_dlogit']:.4f} "
-              f"(flips {v['golden_flips']}), examples {v['example_max_abs_dlogit']:.4f} (flips {v['example_flips']})"
-              f" → {'meets' if v['meets_bar'] else 'misses'} the bar")
+def print_table(res: dict[str, Any]) -> None:
+    """The results as the README's Performance tables (markdown)."""
+    m, p = res["machine"], res["peak"]["gflops"]
+    print(f"\n{m['cpu_model']}, {m['cpu_count']} cores, torch {m['torch']}, AMX: {m['has_amx']}, "
+          f"avx512_bf16: {m['has_avx512_bf16']}; load {m['load_average_at_start']} → {m['load_average_at_end']}")
+    print(f"GEMM peak: fp32 {p['fp32']:.0f} GFLOP/s, bf16 {p['bf16']:.0f} GFLOP/s (by library: "
+          f"{json.dumps(res['peak']['by_library'])})\n")
+    if "detectors" in res:
+        print("| size | detector | GFLOP | fp32 s | of fp32 peak | fast s | of bf16 peak | speed-up |")
+        print("|---|---|---|---|---|---|---|---|")
+        for s, rows in res["detectors"].items():
+            for d, r in rows.items():
+                print(f"| {s}² | {d} | {r['gflop']:.0f} | {r['fp32_s']:.2f} | {r['fp32_of_fp32_peak']:.0%} | "
+                      f"{r['bf16_s']:.2f} | {r['bf16_of_bf16_peak']:.0%} | ×{r['speedup']:.2f} |")
+    ens = res.get("ensemble_1024")
+    if ens:
+        print(f"\nensemble (six) at 1024²: {ens['total_gflop']:.0f} GFLOP; fp32 {ens['fp32']['seconds']:.1f}s = "
+              f"{ens['fp32_over_limit']:.2f}× its fp32 limit ({ens['fp32_limit_s']:.1f}s); fast "
+              f"{ens['fast']['seconds']:.1f}s = {ens['fast_over_bf16_limit']:.2f}× its bf16 limit "
+              f"({ens['bf16_limit_s']:.1f}s), bf16 on {ens['fast']['bf16_detectors']}")
+    eng = res.get("engines_r50_tf_512")
+    if eng:
+        print("\nR50_TF 512² engines: " + ", ".join(f"{k} {v:.3f}s ({eng['of_peak'].get(k, 0):.0%})"
+                                                   for k, v in ((k[:-2], v) for k, v in eng.items()
+                                                                if k.endswith("_s") and not k.endswith("compile_s"))))
+        print("  compile: " + ", ".join(f"{k} {v:.0f}s" for k, v in eng.items() if k.endswith("compile_s")))
+    if "fidelity" in res:
+        print("\n| detector | fast path | golden max Δp | golden flips | examples max Δp | examples flips | offered |")
+        print("|---|---|---|---|---|---|---|")
+        for d, r in res["fidelity"].items():
+            if not r.get("measured"):
+                print(f"| {d} | not measured: {r['reason']} | | | | | no |")
+                continue
+            g, e = r["golden"], r["examples"]
+            print(f"| {d} | {r['fast_path']} | {g['max_abs_dp']:.4f} | {g['flips']} | {e['max_abs_dp']:.4f} | "
+                  f"{e['flips']} | {'yes' if r['meets_bar'] else 'no: ' + r['reason']} |")
+    for d, v in res.get("throughput_512", {}).items():
+        print(f"throughput {d}: loop {v['loop_img_per_s']:.2f} img/s, batched {v['batched_img_per_s']:.2f} img/s")
+    if "cold" in res:
+        print(f"cold start: {res['cold']['cold_start_s']}; peak RSS all six: {res['cold']['peak_rss_all_six_mb']} MB, "
+              f"steady {res['cold']['steady_rss_all_six_mb']} MB")
+    print(f"\ntotal {res['total_bench_s']:.0f}s")
 
 
 if __name__ == "__main__":
