@@ -104,14 +104,15 @@ def _run(dataset, dets: list, external, args: argparse.Namespace):  # noqa: ANN0
 
     common = dict(batch_size=args.batch_size, progress=progress, cache=not args.no_cache,
                   ensemble=False if args.no_ensemble else None, external=external)
+    ray = getattr(args, "engine", "local") == "ray"      # `calibrate` shares this and always scores locally
     try:
-        if args.engine == "ray":
+        if ray:
             return evaluate_ray(dataset, dets, address=args.address, workers=args.workers, verbose=args.verbose,
                                 shards_dir=Path(args.out).expanduser() / SHARDS_FOLDER,
                                 log=lambda line: tqdm.write(line, file=sys.stderr), **common)
         return E.evaluate(dataset, dets, **common)
     except KeyboardInterrupt:
-        kept = ("the finished batches are kept in the shards under --out" if args.engine == "ray" else
+        kept = ("the finished batches are kept in the shards under --out" if ray else
                 "the scores computed so far are cached")
         raise UsageError(f"interrupted; {kept}, so the same command resumes.") from None
     finally:
