@@ -88,3 +88,10 @@ def hooks_left(model: torch.nn.Module) -> list[str]:
                 left.append(f"{name or '<root>'}.{attr}")
     return left
 
+
+# A tiny open_clip ViT (2 layers, width 64) registered by tests that need CLIP's structure without ViT-L's size.
+TINY_OPEN_CLIP_CFG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
+from tests.helpers import TINY_OPEN_CLIP_CFG
 from core.errors import WeightsCorrupt
 from core.models.detectors.clip_linear import PROJ_KEY, ClipLinear, build_open_clip
 from core.models.factory import create_detector
@@ -24,11 +25,7 @@ from core.models.registry import get_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_ARCH = "test-tiny-clip-d-vit"           # an open_clip config registered only for these tests
-TINY_CFG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
+TINY_CFG = TINY_OPEN_CLIP_CFG
 
 
 def _image(w: int, h: int, seed: int = 0) -> Image.Image:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.helpers import TINY_YAML, hooks_left, make_tiny_checkpoint, png_bytes
+from tests.helpers import TINY_OPEN_CLIP_CFG, TINY_YAML, hooks_left, make_tiny_checkpoint, png_bytes
 from torch import nn
 
 from core.errors import BadImage, WeightsCorrupt
@@ -23,11 +23,7 @@ from core.models.factory import create_detector
 from core.verdict.robustness import CONDITIONS, run_probe
 
 TINY_CLIP = "test-speed-b-tiny-clip"
-TINY_CLIP_CFG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
+TINY_CLIP_CFG = TINY_OPEN_CLIP_CFG
 
 
 def _image(w: int, h: int, seed: int = 0) -> Image.Image:
