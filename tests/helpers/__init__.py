@@ -4,6 +4,7 @@ hook inspection. Fixtures live in tests/conftest.py.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,13 @@ TINY_OPEN_CLIP_CFG = {
     "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 32},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
 }
+
+
+def register_tiny_open_clip(folder: Path, name: str) -> str:
+    """Register :data:`TINY_OPEN_CLIP_CFG` with open_clip as model ``name`` (its JSON written under ``folder``)."""
+    import open_clip
+
+    cfg = Path(folder) / f"{name}.json"
+    cfg.write_text(json.dumps(TINY_OPEN_CLIP_CFG))
+    open_clip.add_model_config(cfg)
+    return name

@@ -7,7 +7,6 @@ parameters, three forwards in all), and a tiny open_clip config registered for t
 from __future__ import annotations
 
 import gc
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
-from tests.helpers import TINY_OPEN_CLIP_CFG
+from tests.helpers import register_tiny_open_clip
 from core.errors import WeightsCorrupt
 from core.models.detectors.clip_linear import PROJ_KEY, ClipLinear, build_open_clip
 from core.models.factory import create_detector
@@ -25,7 +24,6 @@ from core.models.registry import get_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_ARCH = "test-tiny-clip-d-vit"           # an open_clip config registered only for these tests
-TINY_CFG = TINY_OPEN_CLIP_CFG
 
 
 def _image(w: int, h: int, seed: int = 0) -> Image.Image:
@@ -197,11 +195,7 @@ def test_load_backbone_accepts_the_official_layout_and_frees_the_text_tower(vitl
 
 @pytest.fixture(scope="module")
 def tiny_arch(tmp_path_factory):
-    import open_clip
-    d = tmp_path_factory.mktemp("open_clip_cfg")
-    (d / f"{TINY_ARCH}.json").write_text(json.dumps(TINY_CFG))
-    open_clip.add_model_config(d / f"{TINY_ARCH}.json")
-    return TINY_ARCH
+    return register_tiny_open_clip(tmp_path_factory.mktemp("open_clip_cfg"), TINY_ARCH)
 
 
 def _register_tiny(folder: Path, monkeypatch, arch: str, **options) -> None:

@@ -3,14 +3,13 @@ evaluation prefetch, CLIP's shapes-only text tower and P2G's prompted-text cache
 path it replaces (still reachable through a flag)."""
 from __future__ import annotations
 
-import json
 import threading
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.helpers import TINY_OPEN_CLIP_CFG, TINY_YAML, hooks_left, make_tiny_checkpoint, png_bytes
+from tests.helpers import TINY_YAML, hooks_left, make_tiny_checkpoint, png_bytes, register_tiny_open_clip
 from torch import nn
 
 from core.errors import BadImage, WeightsCorrupt
@@ -23,7 +22,6 @@ from core.models.factory import create_detector
 from core.verdict.robustness import CONDITIONS, run_probe
 
 TINY_CLIP = "test-speed-b-tiny-clip"
-TINY_CLIP_CFG = TINY_OPEN_CLIP_CFG
 
 
 def _image(w: int, h: int, seed: int = 0) -> Image.Image:
@@ -211,11 +209,7 @@ def test_prefetch_cancel_leaves_unscored_rows_unread(tiny_pair):
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    import open_clip
-    d = tmp_path_factory.mktemp("open_clip_cfg")
-    (d / f"{TINY_CLIP}.json").write_text(json.dumps(TINY_CLIP_CFG))
-    open_clip.add_model_config(d / f"{TINY_CLIP}.json")
-    return TINY_CLIP
+    return register_tiny_open_clip(tmp_path_factory.mktemp("open_clip_cfg"), TINY_CLIP)
 
 
 def test_shapes_only_text_tower_keeps_the_layout_check(tiny_clip):
